@@ -76,6 +76,8 @@ class Design:
         One row per cluster (index: cluster label) with ``n`` and the level-2 variables.
     row_labels : Index
         The data's index labels of the rows used.
+    data : DataFrame
+        The columns the model uses, for the rows used (kept to save and rebuild a fit).
     """
 
     spec: Spec
@@ -97,6 +99,7 @@ class Design:
     z_columns: dict[str, np.ndarray] = field(repr=False)
     level2: pd.DataFrame = field(repr=False)
     row_labels: pd.Index = field(repr=False)
+    data: pd.DataFrame = field(repr=False)
 
     @property
     def n(self) -> int:
@@ -413,4 +416,5 @@ def build_design(
         z_columns=z_columns,
         level2=level2,
         row_labels=data.index,
+        data=data[list(spec.variables)].copy(),
     )

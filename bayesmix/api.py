@@ -1,0 +1,94 @@
+"""fit(): the one-call convenience; it only chains the stages."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from bayesmix.build import build_model
+from bayesmix.design import build_design
+from bayesmix.errors import SpecError
+from bayesmix.fit import Fit
+from bayesmix.priors import Priors
+from bayesmix.sampling import sample
+from bayesmix.settings import SamplerSettings
+from bayesmix.spec.model import Spec
+
+
+def load_data(spec: Spec) -> pd.DataFrame:
+    """Read the data file a model file names (CSV or Parquet)."""
+    if spec.data_path is None:
+        raise SpecError(
+            "no data given: pass a DataFrame, or name a data file in the model file (`data = ...`)"
+        )
+    path = Path(spec.data_path)
+    if not path.exists():
+        raise FileNotFoundError(f"the model's data file {path} does not exist")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def fit(
+    spec: Spec | str | Path,
+    data: pd.DataFrame | None = None,
+    *,
+    priors: Priors | None = None,
+    settings: SamplerSettings | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    target_accept: float | None = None,
+    random_seed: int | None = None,
+    sampler: str | None = None,
+    likelihood: str | None = None,
+    progressbar: bool | None = None,
+    missing: Literal["error", "drop"] = "error",
+) -> Fit:
+    """Specify → design → build → sample, in one call.
+
+    Parameters
+    ----------
+    spec : Spec or path of a model file
+    data : DataFrame, optional
+        Defaults to the data file the model file names.
+    priors : Priors, optional
+        Overrides; defaults to the model file's ``[priors]``.
+    settings : SamplerSettings, optional
+        Defaults to the model file's ``[sampler]``; the keyword arguments below override it.
+    draws, tune, chains, target_accept, random_seed, sampler, likelihood, progressbar
+        See :class:`SamplerSettings`.
+    missing : {"error", "drop"}
+        See :func:`build_design`.
+
+    Returns
+    -------
+    Fit
+    """
+    if not isinstance(spec, Spec):
+        spec = Spec.from_file(spec)
+    if data is None:
+        data = load_data(spec)
+    base = settings or spec.sampler or SamplerSettings()
+    settings = base.updated(
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        target_accept=target_accept,
+        random_seed=random_seed,
+        sampler=sampler,
+        likelihood=likelihood,
+        progressbar=progressbar,
+    )
+    start = time.perf_counter()
+    design = build_design(spec, data, missing=missing)
+    t_design = time.perf_counter() - start
+    start = time.perf_counter()
+    built = build_model(design, priors or spec.priors, likelihood=settings.likelihood)
+    t_build = time.perf_counter() - start
+    result = sample(built, settings)
+    result.timings.update({"design": t_design, "build": t_build})
+    return result

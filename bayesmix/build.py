@@ -1,0 +1,313 @@
+"""build_model(): Design + priors -> an explicit ``pm.Model``, in one of three likelihood forms.
+
+All three forms share the priors and the names of the notation table
+(:mod:`bayesmix.notation`)::
+
+    γ = beta ~ Normal(beta_mu, beta_sigma)                       (p,)
+    T = L Lᵀ,  L ~ LKJCholeskyCov(eta, sd_dist)                  (q, q); sd_u, corr_u stored
+    σ ~ sigma prior
+    y_j | γ, U_j, σ ~ N(X_j γ + Z_j U_j, σ² I),   U_j ~ N(0, T)
+
+``"rows"`` (the reference)
+    Non-centred ``U_j = L z_j`` (``u_offset`` = z, (J, q)), and the Gaussian likelihood of every
+    row: O(n) per gradient.
+``"sufficient"``
+    The same joint posterior of (γ, U, T, σ), the likelihood written from the per-cluster
+    cross-products of :mod:`bayesmix.stats`::
+
+        ‖y_j − X_jγ − Z_jU_j‖² = y'y − 2γ'X'y − 2U'Z'y + γ'X'Xγ + 2U'Z'Xγ + U'Z'ZU
+
+    O(J) per gradient.
+``"collapsed"`` (the default)
+    U integrated out: ``y_j ~ N(X_jγ, V_j)``, ``V_j = σ²I + Z_j T Z_jᵀ``.  With
+    ``A_j = I + LᵀZ_jᵀZ_jL / σ²`` (q × q, Cholesky C_j), ``r_j = y_j − X_jγ`` and
+    ``b_j = LᵀZ_jᵀr_j / σ²`` (Woodbury and the determinant lemma)::
+
+        log|V_j| = 2 n_j log σ + 2 Σ log diag C_j
+        r_jᵀV_j⁻¹r_j = r_jᵀr_j / σ² − ‖C_j⁻¹ b_j‖²
+
+    Only (γ, T, σ) are sampled; u is drawn afterwards for every draw from its exact
+    conditional ``U_j | y, γ, T, σ = L v_j``, ``v_j ~ N(A_j⁻¹ b_j, A_j⁻¹)``
+    (:func:`draw_u_conditional`), so the posterior still holds ``u``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayesmix import notation as nt
+from bayesmix.design import Design
+from bayesmix.errors import SpecError
+from bayesmix.priors import Prior, Priors, ResolvedPriors, resolve_priors
+from bayesmix.stats import ClusterStats, cluster_stats
+
+LIKELIHOOD_FORMS = ("collapsed", "sufficient", "rows")
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """A built PyMC model with what later stages need to know about it.
+
+    Attributes
+    ----------
+    model : pm.Model
+        The model (used explicitly; never the implicit context).
+    design : Design
+    priors : ResolvedPriors
+    likelihood : str
+        ``"collapsed"``, ``"sufficient"`` or ``"rows"``.
+    stats : ClusterStats or None
+        Per-cluster cross-products (collapsed and sufficient forms).
+    graph : dict of str to TensorVariable
+        ``beta``, ``sigma``, ``chol_u`` and (rows, sufficient) ``u`` nodes of the graph, and
+        ``loglik``, the log-likelihood of y given them: used by :func:`bayesmix.reconstruct`
+        to recompute the graph's likelihood at posterior draws and compare it with one
+        computed from the explicit X and Z.
+    """
+
+    model: pm.Model
+    design: Design
+    priors: ResolvedPriors
+    likelihood: str
+    stats: ClusterStats | None = None
+    graph: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _data(name: str, value: np.ndarray):
+    """Data enter the graph as constants.
+
+    ``pm.Data`` (shared variables) would let new data of the same shape reuse a compiled
+    model, but nutpie 0.16 marks shared arrays read-only and PyTensor 3.3's Numba back end
+    then fails to initialise ("cannot set WRITEABLE flag"), so constants it is for now.
+    """
+    return pt.as_tensor_variable(np.ascontiguousarray(value), name=name)
+
+
+def _rv(prior: Prior, name: str, **kwargs: Any):
+    dist = getattr(pm, prior.dist)
+    params = {k: (np.asarray(v) if isinstance(v, tuple) else v) for k, v in prior.params}
+    return dist(name, **params, **kwargs)
+
+
+def _dist(prior: Prior, shape: int):
+    dist = getattr(pm, prior.dist)
+    params = {k: (np.asarray(v) if isinstance(v, tuple) else v) for k, v in prior.params}
+    return dist.dist(**params, shape=shape)
+
+
+def choose_likelihood(likelihood: str) -> str:
+    """Resolve ``"auto"``: collapsed for the Gaussian models bayesmix fits."""
+    if likelihood == "auto":
+        return "collapsed"
+    if likelihood not in LIKELIHOOD_FORMS:
+        raise SpecError(
+            f"unknown likelihood {likelihood!r}; choose one of auto, {', '.join(LIKELIHOOD_FORMS)}"
+        )
+    return likelihood
+
+
+def build_model(
+    design: Design,
+    priors: Priors | ResolvedPriors | None = None,
+    *,
+    likelihood: str = "auto",
+) -> BuiltModel:
+    """Build the PyMC model of a design.
+
+    Parameters
+    ----------
+    design : Design
+    priors : Priors, ResolvedPriors or None
+        Overrides of the autoscaled defaults (:func:`bayesmix.resolve_priors`), or priors
+        already resolved.
+    likelihood : {"auto", "collapsed", "sufficient", "rows"}
+        Form of the likelihood (module docstring); same priors, names and posterior layout.
+
+    Returns
+    -------
+    BuiltModel
+    """
+    form = choose_likelihood(likelihood)
+    rp = priors if isinstance(priors, ResolvedPriors) else resolve_priors(design, priors)
+    q, J = design.q, design.J
+    coords = dict(design.coords)
+    if form == "rows":
+        coords[nt.DIM_ROW] = list(range(design.n))
+    with pm.Model(coords=coords) as model:
+        beta = pm.Normal(nt.BETA, mu=rp.beta_mu, sigma=rp.beta_sigma, dims=nt.DIM_FIXED)
+        chol = _covariance(rp, q)
+        sigma = _rv(rp.sigma, nt.SIGMA)
+        graph: dict[str, Any] = {nt.BETA: beta, nt.SIGMA: sigma, nt.CHOL_U: chol}
+        stats = None
+        if form == "rows":
+            graph.update(_rows(design, beta, chol, sigma))
+        else:
+            stats = cluster_stats(design)
+            if form == "sufficient":
+                graph.update(_sufficient(stats, beta, chol, sigma))
+            else:
+                graph["loglik"] = _collapsed(stats, beta, chol, sigma)
+                pm.Potential("loglik_marginal", graph["loglik"])
+    del J
+    return BuiltModel(model, design, rp, form, stats, graph)
+
+
+COV_RV = "chol_cov_u"
+
+
+def _covariance(rp: ResolvedPriors, q: int):
+    """T = L Lᵀ: ``LKJCholeskyCov`` for q ≥ 2; for one random term T = sd², no correlation.
+
+    Stores ``sd_u`` (q,), ``corr_u`` (q, q) and ``chol_u`` (q, q) in the trace; returns L.
+    """
+    dims2 = (nt.DIM_RANDOM, nt.DIM_RANDOM2)
+    if q == 1:
+        # LKJCholeskyCov does not accept n=1 (PyMC 6.4); the SD is then the whole of T.
+        sd = _rv(rp.sd_u, COV_RV, shape=1)
+        chol = sd.reshape((1, 1))
+        corr = pt.ones((1, 1))
+    else:
+        chol, corr, sd = pm.LKJCholeskyCov(
+            COV_RV,
+            n=q,
+            eta=rp.eta,
+            sd_dist=_dist(rp.sd_u, q),
+            compute_corr=True,
+            store_in_trace=False,
+        )
+    pm.Deterministic(nt.SD_U, sd, dims=nt.DIM_RANDOM)
+    pm.Deterministic(nt.CORR_U, corr, dims=dims2)
+    return pm.Deterministic(nt.CHOL_U, chol, dims=dims2)
+
+
+def _u_from_offset(chol):
+    u_offset = pm.Normal(nt.U_OFFSET, 0.0, 1.0, dims=(nt.DIM_CLUSTER, nt.DIM_RANDOM))
+    return pm.Deterministic(nt.U, u_offset @ chol.T, dims=(nt.DIM_CLUSTER, nt.DIM_RANDOM))
+
+
+def _rows(design: Design, beta, chol, sigma) -> dict[str, Any]:
+    X = _data("X", design.X)
+    Zq = _data("Zq", design.Zq)
+    idx = _data("cluster_index", design.cluster_index)
+    y = _data("y_data", design.y)
+    u = _u_from_offset(chol)
+    mu = pt.dot(X, beta) + pt.sum(Zq * u[idx], axis=-1)
+    pm.Normal(nt.Y, mu=mu, sigma=sigma, observed=y, dims=nt.DIM_ROW)
+    loglik = pt.sum(pm.logp(pm.Normal.dist(mu=mu, sigma=sigma), y))
+    return {nt.U: u, "loglik": loglik}
+
+
+def _sufficient(stats: ClusterStats, beta, chol, sigma) -> dict[str, Any]:
+    XX = _data("XX", (stats.XX))
+    XZ = _data("XZ", (stats.XZ))
+    ZZ = _data("ZZ", (stats.ZZ))
+    Xy = _data("Xy", (stats.Xy))
+    Zy = _data("Zy", (stats.Zy))
+    yy = _data("yy", (stats.yy))
+    n = _data("n_j", stats.n.astype(float))
+    u = _u_from_offset(chol)
+    rss = (
+        yy
+        - 2 * pt.dot(Xy, beta)
+        - 2 * pt.sum(u * Zy, axis=-1)
+        + pt.dot(pt.dot(XX, beta), beta)
+        + 2 * pt.sum(u * pt.dot(XZ.transpose(0, 2, 1), beta), axis=-1)
+        + pt.sum(u * pt.sum(ZZ * u[:, None, :], axis=-1), axis=-1)
+    )
+    loglik = pt.sum(-0.5 * n * pt.log(2 * np.pi * sigma**2) - rss / (2 * sigma**2))
+    pm.Potential("loglik_sufficient", loglik)
+    return {nt.U: u, "loglik": loglik}
+
+
+def _collapsed(stats: ClusterStats, beta, chol, sigma):
+    XX = _data("XX", (stats.XX))
+    XZ = _data("XZ", (stats.XZ))
+    ZZ = _data("ZZ", (stats.ZZ))
+    Xy = _data("Xy", (stats.Xy))
+    Zy = _data("Zy", (stats.Zy))
+    yy = _data("yy", (stats.yy))
+    n = _data("n_j", stats.n.astype(float))
+    return collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, q=stats.q)
+
+
+def collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, *, q: int):
+    """Marginal log-likelihood Σ_j log N(y_j | X_jγ, σ²I + Z_jTZ_jᵀ) from cross-products.
+
+    Parameters
+    ----------
+    XX, XZ, ZZ : tensors, shapes (J, p, p), (J, p, q), (J, q, q)
+    Xy, Zy, yy, n : tensors, shapes (J, p), (J, q), (J,), (J,)
+    beta : tensor (p,)
+    chol : tensor (q, q)
+        Lower Cholesky factor L of T.
+    sigma : scalar tensor
+    q : int
+
+    Returns
+    -------
+    scalar tensor
+    """
+    s2 = sigma**2
+    rr = yy - 2 * pt.dot(Xy, beta) + pt.dot(pt.dot(XX, beta), beta)
+    zr = Zy - pt.dot(XZ.transpose(0, 2, 1), beta)  # (J, q)
+    lt = chol.T
+    A = pt.eye(q) + pt.matmul(pt.matmul(lt, ZZ), chol) / s2  # (J, q, q)
+    b = pt.dot(zr, chol) / s2  # (J, q): rows are Lᵀ Zᵀr / σ²
+    C = pt.linalg.cholesky(A, lower=True)
+    w = pt.linalg.solve_triangular(C, b[..., None], lower=True)[..., 0]
+    logdet_a = 2 * pt.sum(pt.log(pt.diagonal(C, axis1=-2, axis2=-1)), axis=-1)
+    quad = rr / s2 - pt.sum(w**2, axis=-1)
+    return -0.5 * pt.sum(n * pt.log(2 * np.pi * s2) + logdet_a + quad)
+
+
+def draw_u_conditional(
+    stats: ClusterStats,
+    beta: np.ndarray,
+    chol: np.ndarray,
+    sigma: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    chunk: int = 256,
+) -> np.ndarray:
+    """Draw U_j from its exact Gaussian conditional given (γ, T, σ) and y, for every draw.
+
+    ``U_j = L v_j``, ``v_j ~ N(A_j⁻¹b_j, A_j⁻¹)`` with ``A_j = I + LᵀZ_jᵀZ_jL/σ²`` and
+    ``b_j = LᵀZ_jᵀ(y_j − X_jγ)/σ²``; vectorised over draws (in chunks) and clusters.
+
+    Parameters
+    ----------
+    stats : ClusterStats
+    beta : ndarray, shape (D, p)
+    chol : ndarray, shape (D, q, q)
+    sigma : ndarray, shape (D,)
+    rng : numpy Generator
+    chunk : int
+        Draws per chunk (bounds memory at chunk · J · q² floats).
+
+    Returns
+    -------
+    ndarray, shape (D, J, q)
+    """
+    D = beta.shape[0]
+    J, q = stats.J, stats.q
+    out = np.empty((D, J, q))
+    eye = np.eye(q)
+    for start in range(0, D, chunk):
+        sl = slice(start, min(start + chunk, D))
+        b_, L, s2 = beta[sl], chol[sl], sigma[sl] ** 2
+        zr = stats.Zy[None] - np.einsum("jpq,dp->djq", stats.XZ, b_)  # (d, J, q)
+        A = eye + np.einsum("dba,jbc,dce->djae", L, stats.ZZ, L) / s2[:, None, None, None]
+        bv = np.einsum("djb,dba->dja", zr, L) / s2[:, None, None]
+        C = np.linalg.cholesky(A)
+        mean = np.linalg.solve(A, bv[..., None])[..., 0]
+        z = rng.standard_normal(mean.shape)
+        # v = mean + C⁻ᵀ z has covariance (C Cᵀ)⁻¹ = A⁻¹.
+        noise = np.linalg.solve(np.swapaxes(C, -1, -2), z[..., None])[..., 0]
+        v = mean + noise
+        out[sl] = np.einsum("dab,djb->dja", L, v)
+    return out

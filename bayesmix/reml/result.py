@@ -1,0 +1,302 @@
+"""fit_reml(): REML / ML estimates of a two-level model, and the REMLFit result.
+
+The numbers are those of lme4's ``lmer`` (and of ``nlme::lme``, which maximises the same
+criterion): see :mod:`bayesmix.reml.profiled` for the equations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from bayesmix.design import Design, build_design
+from bayesmix.errors import BayesmixError
+from bayesmix.reml.profiled import optimize_theta, solve_pls, theta_index
+from bayesmix.spec.model import Spec
+from bayesmix.stats import cluster_stats
+
+SINGULAR_TOL = 1e-4
+"""θ diagonal elements below this count as 0, as in lme4's ``isSingular(tol = 1e-4)``."""
+
+
+class REMLConvergenceError(BayesmixError):
+    """A REML fit that did not converge was used where converged estimates are required."""
+
+
+@dataclass(frozen=True, repr=False)
+class REMLFit:
+    """REML (or ML) estimates of a two-level model, made here or imported from R.
+
+    Attributes
+    ----------
+    design : Design or None
+        The design the estimates refer to; None for an imported fit not yet matched to a model
+        (see :func:`bayesmix.reml.io.align_reml`).
+    method : {"REML", "ML"}
+    beta : Series, length p
+        Fixed effects γ, indexed by ``design.fixed_names`` (``"g10 (Days)"``), in X's order.
+    se : Series, length p
+        Standard errors ``sqrt(diag(vcov))``.
+    vcov : DataFrame, p × p
+        ``Cov(β̂) = σ̂² (R_XᵀR_X)⁻¹`` (lme4's ``vcov``).
+    u : DataFrame, J × q
+        Conditional modes (BLUPs) ``b̂_j = Λ û_j`` on the original scale (lme4's ``ranef``);
+        index: cluster labels in ``design.clusters`` order, columns: ``design.random_names``.
+    sd_u : Series, length q
+        SDs of the random terms, ``sqrt(diag(T))`` with ``T = σ̂² ΛΛᵀ``.
+    corr_u : DataFrame, q × q
+        Their correlations (NaN where an SD is 0).
+    sigma : float
+        Residual SD σ̂.
+    theta : ndarray or None, shape (q (q + 1) / 2,)
+        Relative covariance factor θ (lme4's ``getME(fit, "theta")``).
+    criterion : float
+        −2 × the restricted log-likelihood (REML criterion, lme4's ``REMLcrit``) or the ML
+        deviance −2 log L.
+    loglik : float
+        ``−criterion / 2``, lme4's ``logLik``.
+    converged : bool
+        False when the optimiser did not reach a minimum; then the numbers must not be used as
+        estimates (printing and :func:`bayesmix.compare` say so).
+    singular : bool
+        True when the estimated covariance of U is singular (an SD at 0, or a correlation of
+        ±1): a boundary fit, as lme4's ``isSingular``.
+    messages : tuple of str
+        Plain-language notes (singular fit, convergence problems).
+    source : str
+        ``"bayesmix"`` or ``"imported"``.
+    formula : str
+        The model's lme4 formula.
+    nobs : int
+        Number of observations n.
+    origin : str
+        Where an imported fit came from (e.g. ``"lme4::lmer (lme4 1.1.31)"``); ``"bayesmix"``.
+    """
+
+    design: Design | None
+    method: Literal["REML", "ML"]
+    beta: pd.Series
+    se: pd.Series
+    vcov: pd.DataFrame
+    u: pd.DataFrame
+    sd_u: pd.Series
+    corr_u: pd.DataFrame
+    sigma: float
+    theta: np.ndarray | None
+    criterion: float
+    loglik: float
+    converged: bool
+    singular: bool
+    messages: tuple[str, ...] = ()
+    source: str = "bayesmix"
+    formula: str = ""
+    nobs: int = 0
+    origin: str = "bayesmix"
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def cov_u(self) -> pd.DataFrame:
+        """T = Cov(U_j), q × q, from ``sd_u`` and ``corr_u`` (NaN correlations read as 0)."""
+        corr = np.array(self.corr_u.fillna(0.0).to_numpy(), dtype=float)
+        np.fill_diagonal(corr, 1.0)
+        sd = self.sd_u.to_numpy()
+        return pd.DataFrame(corr * np.outer(sd, sd), index=self.sd_u.index,
+                            columns=self.sd_u.index)
+
+    def _need_design(self) -> Design:
+        if self.design is None:
+            raise BayesmixError(
+                "this REML fit is not attached to a design; read it with "
+                "read_reml(path, design=build_design(spec, data)) or align_reml(reml, design)"
+            )
+        return self.design
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """``Xβ̂ + Zû``, shape (n,), from the explicit X and Z of the design."""
+        d = self._need_design()
+        return d.linear_predictor(self.beta.to_numpy(), self.u.to_numpy())
+
+    @property
+    def residuals(self) -> np.ndarray:
+        """``ê = y − Xβ̂ − Zû``, shape (n,) (nlme's ``residuals(fit)`` at the cluster level)."""
+        return self._need_design().y - self.fitted
+
+    def require_converged(self) -> None:
+        """Raise :class:`REMLConvergenceError` unless the fit converged."""
+        if not self.converged:
+            raise REMLConvergenceError(
+                "the REML fit did not converge, so its numbers are not estimates: "
+                + "; ".join(self.messages)
+            )
+
+    def equals(self, other: REMLFit) -> bool:
+        """Whether two fits hold the same numbers, names and flags (design not compared)."""
+        if not isinstance(other, REMLFit):
+            return False
+        frames = ("beta", "se", "vcov", "u", "sd_u", "corr_u")
+        for name in frames:
+            a, b = getattr(self, name), getattr(other, name)
+            if not a.equals(b):
+                return False
+        ta = None if self.theta is None else list(self.theta)
+        tb = None if other.theta is None else list(other.theta)
+        scalars = ("method", "sigma", "criterion", "loglik", "converged", "singular",
+                   "messages", "formula", "nobs", "origin")
+        return ta == tb and all(getattr(self, s) == getattr(other, s) for s in scalars)
+
+    # ------------------------------------------------------------------ printing
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def __str__(self) -> str:
+        lines = []
+        if not self.converged:
+            lines += [
+                "!" * 78,
+                "!! THIS REML FIT DID NOT CONVERGE. The numbers below are where the optimiser",
+                "!! stopped, NOT estimates. Do not report or compare them.",
+                "!" * 78,
+            ]
+        crit = "REML criterion" if self.method == "REML" else "deviance (ML)"
+        lines.append(f"{self.method} fit ({self.origin}): {self.formula}")
+        lines.append(f"  {crit} {self.criterion:.3f}   log-likelihood {self.loglik:.3f}   "
+                     f"n = {self.nobs}, clusters = {len(self.u)}")
+        fixed = pd.DataFrame({"estimate": self.beta, "SE": self.se,
+                              "t": self.beta / self.se})
+        lines += ["", "Fixed effects (γ):", fixed.to_string(float_format=lambda v: f"{v:.6g}")]
+        rand = pd.DataFrame({"SD": self.sd_u})
+        lines += ["", "Random effects (U):", rand.to_string(float_format=lambda v: f"{v:.6g}")]
+        if len(self.sd_u) > 1:
+            lines += ["Correlations of U:",
+                      self.corr_u.to_string(float_format=lambda v: f"{v:.4f}")]
+        lines += [f"Residual SD σ: {self.sigma:.6g}"]
+        if self.singular:
+            lines += ["", "Note: singular (boundary) fit."]
+        if self.messages:
+            lines += ["", *(f"- {m}" for m in self.messages)]
+        return "\n".join(lines)
+
+
+def _singular_messages(sd: np.ndarray, corr: np.ndarray, names: tuple[str, ...],
+                       cluster: str, theta_zero: np.ndarray) -> list[str]:
+    msgs = []
+    zero_sd = [names[r] for r in range(len(names)) if sd[r] <= 1e-8 * max(1.0, sd.max())]
+    for name in zero_sd:
+        msgs.append(
+            f"Singular fit: the SD of {name} is estimated as 0. The data show no variation in "
+            f"this effect between {cluster}s beyond what the residual noise already explains, "
+            "so REML puts it on the boundary (an SD cannot be negative), and every cluster's "
+            "BLUP of this term is 0. This is an estimate, not an error; a Bayesian posterior "
+            "will keep this SD small but above 0. Consider dropping the term, or report the "
+            "posterior."
+        )
+    if not zero_sd and theta_zero.any():
+        msgs.append(
+            f"Singular fit: the random effects of {', '.join(names)} are perfectly correlated "
+            "(a correlation of ±1), so the estimated covariance of U has rank below "
+            f"{len(names)}. The data cannot separate these effects between {cluster}s; "
+            "consider a simpler random part."
+        )
+    return msgs
+
+
+def fit_reml(
+    spec_or_design: Spec | Design,
+    data: pd.DataFrame | None = None,
+    *,
+    method: Literal["REML", "ML"] = "REML",
+    start: np.ndarray | None = None,
+) -> REMLFit:
+    """Fit a two-level model by REML or ML (the numbers of lme4's ``lmer``).
+
+    Minimises the profiled criterion of Bates et al. (2015) over the relative covariance
+    factor θ (lower bound 0 on Λ's diagonal), computed from the per-cluster cross-products
+    (:func:`bayesmix.stats.cluster_stats`), so its cost per evaluation does not grow with n.
+    Then ``β̂``, the conditional modes ``b̂_j = Λ û_j``, ``σ̂`` and
+    ``Cov(β̂) = σ̂² (R_XᵀR_X)⁻¹`` come from the penalised least squares solution at θ̂.
+
+    Parameters
+    ----------
+    spec_or_design : Spec or Design
+        The model; a Spec needs ``data``.
+    data : DataFrame, optional
+        The data, when a Spec is given.
+    method : {"REML", "ML"}
+        Restricted (default) or full maximum likelihood.
+    start : ndarray, optional
+        Starting θ (lme4's Λ = I by default).
+
+    Returns
+    -------
+    REMLFit
+        ``converged=False`` (with messages) when the optimiser did not reach a minimum;
+        ``singular=True`` with a plain-language message for a boundary fit.
+    """
+    if method not in ("REML", "ML"):
+        raise BayesmixError(f"method must be 'REML' or 'ML', not {method!r}")
+    if isinstance(spec_or_design, Design):
+        design = spec_or_design
+    elif isinstance(spec_or_design, Spec):
+        if data is None:
+            raise BayesmixError("fit_reml(spec, data): give the data with a Spec")
+        design = build_design(spec_or_design, data)
+    else:
+        raise BayesmixError(
+            f"fit_reml takes a Spec (with data) or a Design, not {type(spec_or_design).__name__}"
+        )
+    stats = cluster_stats(design)
+    opt = optimize_theta(stats, method, start=start)
+    sol = solve_pls(opt.theta, stats)
+    if sol is None:
+        raise BayesmixError(
+            "the REML criterion cannot be evaluated for this model and data (X and Z are "
+            "numerically dependent); check for columns on very different scales"
+        )
+    sigma = sol.sigma(method)
+    cov_u = sigma**2 * sol.lam @ sol.lam.T
+    sd = np.sqrt(np.clip(np.diag(cov_u), 0.0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov_u / np.outer(sd, sd)
+    corr[np.outer(sd, sd) == 0] = np.nan
+    np.fill_diagonal(corr, 1.0)
+    corr = np.clip(corr, -1.0, 1.0)
+    rows, cols = theta_index(design.q)
+    diag_theta = opt.theta[rows == cols]
+    theta_zero = diag_theta < SINGULAR_TOL
+    singular = bool(theta_zero.any())
+    messages = list(opt.messages)
+    if singular:
+        messages += _singular_messages(sd, corr, design.random_names, design.spec.cluster,
+                                       theta_zero)
+    if not opt.converged:
+        messages.insert(0, "The REML optimiser did not converge; the numbers are not estimates.")
+    vcov = sol.vcov_beta(method)
+    fixed = list(design.fixed_names)
+    rnames = list(design.random_names)
+    clusters = pd.Index(design.clusters, name=design.spec.cluster)
+    return REMLFit(
+        design=design,
+        method=method,
+        beta=pd.Series(sol.beta, index=fixed, name="estimate"),
+        se=pd.Series(np.sqrt(np.diag(vcov)), index=fixed, name="se"),
+        vcov=pd.DataFrame(vcov, index=fixed, columns=fixed),
+        u=pd.DataFrame(sol.b, index=clusters, columns=rnames),
+        sd_u=pd.Series(sd, index=rnames, name="sd"),
+        corr_u=pd.DataFrame(corr, index=rnames, columns=rnames),
+        sigma=float(sigma),
+        theta=opt.theta.copy(),
+        criterion=sol.criterion(method),
+        loglik=-0.5 * sol.criterion(method),
+        converged=bool(opt.converged),
+        singular=singular,
+        messages=tuple(messages),
+        source="bayesmix",
+        formula=design.spec.to_formula(),
+        nobs=design.n,
+        origin="bayesmix",
+    )
+

@@ -1,0 +1,178 @@
+"""Point estimates to substitute into equations: posterior means of a Fit, or a REML fit.
+
+Both are reduced to one :class:`Estimates` in the design's order (fixed columns of X,
+clusters, random terms), so the equation builders never look at where they came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bayesmix.errors import BayesmixError
+from bayesmix.notation import (
+    BETA,
+    CORR_U,
+    DIM_CLUSTER,
+    DIM_FIXED,
+    DIM_RANDOM,
+    DIM_RANDOM2,
+    SD_U,
+    SIGMA,
+    U,
+)
+
+if TYPE_CHECKING:
+    from bayesmix.design import Design
+    from bayesmix.priors import ResolvedPriors
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """Point estimates of every parameter of the mixed form, in the design's order.
+
+    Attributes
+    ----------
+    source : str
+        How they were obtained, for the notes (``"posterior means"``, ``"REML estimates"``).
+    design : Design
+    beta : ndarray, shape (p,)
+        γ's, one per column of X.
+    u : ndarray, shape (J, q)
+        U_qj, cluster by random term.
+    sd_u : ndarray, shape (q,)
+        SDs of the random effects.
+    corr_u : ndarray, shape (q, q)
+        Correlations of the random effects.
+    sigma : float
+        Residual SD σ.
+    priors : ResolvedPriors or None
+        The priors of the fitted model, when known.
+    e : ndarray or None, shape (n,)
+        Residuals supplied by the fit (rows in the design's order); None to compute them.
+    """
+
+    source: str
+    design: Design
+    beta: np.ndarray
+    u: np.ndarray
+    sd_u: np.ndarray
+    corr_u: np.ndarray
+    sigma: float
+    priors: ResolvedPriors | None = None
+    e: np.ndarray | None = None
+
+    @property
+    def T(self) -> np.ndarray:
+        """T = Cov(U_j) = diag(sd_u) · corr_u · diag(sd_u), shape (q, q)."""
+        return self.corr_u * np.outer(self.sd_u, self.sd_u)
+
+    @property
+    def residuals(self) -> np.ndarray:
+        """E = y - Xβ - Zu, shape (n,): the fit's own when given, else from X and Z."""
+        if self.e is not None:
+            return self.e
+        d = self.design
+        return d.y - d.linear_predictor(self.beta, self.u)
+
+
+def _mean(da: Any) -> Any:
+    dims = [d for d in ("chain", "draw") if d in da.dims]
+    return da.mean(dim=dims)
+
+
+def _select(da: Any, **coords: list[str]) -> np.ndarray:
+    sel = {k: v for k, v in coords.items() if k in da.dims and k in da.coords}
+    return np.asarray((da.sel(sel) if sel else da).to_numpy(), dtype=float)
+
+
+def from_fit(fit: Any) -> Estimates:
+    """Posterior means of a Bayesian fit.
+
+    Parameters
+    ----------
+    fit : Fit
+        With ``design`` and ``posterior`` (a DataTree node or Dataset) holding ``beta``
+        (chain, draw, fixed), ``u`` (chain, draw, cluster, random), ``sd_u`` (chain, draw,
+        random), ``corr_u`` (chain, draw, random, random2; optional when q = 1) and ``sigma``
+        (chain, draw).
+
+    Returns
+    -------
+    Estimates
+        T is formed from the posterior means of ``sd_u`` and ``corr_u``.
+    """
+    design = fit.design
+    post = fit.posterior
+    q = design.q
+    try:
+        beta = _select(_mean(post[BETA]), **{DIM_FIXED: list(design.fixed_names)})
+        u = _select(
+            _mean(post[U]),
+            **{DIM_CLUSTER: list(design.clusters), DIM_RANDOM: list(design.random_names)},
+        ).reshape(design.J, q)
+        sd_u = _select(_mean(post[SD_U]), **{DIM_RANDOM: list(design.random_names)}).reshape(q)
+        sigma = float(_select(_mean(post[SIGMA])))
+    except KeyError as exc:
+        raise BayesmixError(f"the fit's posterior has no variable {exc}") from None
+    try:
+        corr = _select(
+            _mean(post[CORR_U]),
+            **{DIM_RANDOM: list(design.random_names), DIM_RANDOM2: list(design.random_names)},
+        ).reshape(q, q)
+    except KeyError:
+        corr = np.eye(q)
+    priors = getattr(fit, "priors", None)
+    if priors is not None and not hasattr(priors, "beta_mu"):
+        priors = None
+    return Estimates("posterior means", design, beta, u, sd_u, corr, sigma, priors)
+
+
+def _by_label(values: Any, labels: tuple[str, ...]) -> np.ndarray:
+    if hasattr(values, "reindex"):
+        values = values.reindex([str(x) for x in labels]) if hasattr(values, "index") else values
+    return np.asarray(values, dtype=float).reshape(len(labels))
+
+
+def from_reml(reml: Any) -> Estimates:
+    """REML estimates.
+
+    Parameters
+    ----------
+    reml : REMLFit
+        With ``design``, ``beta`` (Series by fixed_names), ``u`` (DataFrame clusters ×
+        random_names), ``sd_u`` (by random_names), ``corr_u`` (q × q, optional when q = 1)
+        and ``sigma`` (float).
+
+    Returns
+    -------
+    Estimates
+    """
+    design = reml.design
+    if design is None:
+        raise BayesmixError(
+            "this REML fit is not attached to a design; align it first "
+            "(bayesmix.reml.io.align_reml(reml, design))"
+        )
+    q = design.q
+    beta = _by_label(reml.beta, design.fixed_names)
+    u = reml.u
+    if hasattr(u, "loc"):
+        u = u.copy()
+        u.index = [str(x) for x in u.index]
+        u = u.reindex(index=list(design.clusters), columns=list(design.random_names))
+    u = np.asarray(u, dtype=float).reshape(design.J, q)
+    sd_u = _by_label(reml.sd_u, design.random_names)
+    corr = getattr(reml, "corr_u", None)
+    if corr is None:
+        corr = np.eye(q)
+    elif hasattr(corr, "loc"):
+        corr = corr.reindex(index=list(design.random_names), columns=list(design.random_names))
+    corr = np.nan_to_num(np.asarray(corr, dtype=float).reshape(q, q))
+    np.fill_diagonal(corr, 1.0)
+    e = getattr(reml, "residuals", None)
+    if e is not None:
+        e = np.asarray(e, dtype=float).reshape(design.n)
+    return Estimates("REML estimates", design, beta, u, sd_u, corr, float(reml.sigma), e=e)
