@@ -20,10 +20,20 @@ from bayesmix.checks import (
     reconstruct,
     summarize,
 )
+from bayesmix.compare import Comparison, compare
 from bayesmix.design import Design, build_design
 from bayesmix.errors import BayesmixError, DataError, SpecError
-from bayesmix.fit import Fit
+from bayesmix.fit_result import Fit
 from bayesmix.priors import Prior, Priors, ResolvedPriors, resolve_priors
+from bayesmix.reml import (
+    REMLConvergenceError,
+    REMLFit,
+    REMLFormatError,
+    align_reml,
+    fit_reml,
+    read_reml,
+    write_reml,
+)
 from bayesmix.render import Equations, equations
 from bayesmix.sampling import sample
 from bayesmix.settings import SamplerSettings
@@ -35,6 +45,7 @@ __all__ = [
     "BuiltModel",
     "ClusterStats",
     "Coefficient",
+    "Comparison",
     "ConvergenceWarning",
     "DataError",
     "Design",
@@ -43,20 +54,38 @@ __all__ = [
     "Gamma",
     "Prior",
     "Priors",
+    "REMLConvergenceError",
+    "REMLFit",
+    "REMLFormatError",
     "Reconstruction",
     "ResolvedPriors",
     "SamplerSettings",
     "Spec",
     "SpecError",
     "Summary",
+    "align_reml",
     "build_design",
     "build_model",
     "cluster_stats",
+    "compare",
     "equations",
     "fit",
+    "fit_reml",
     "load_data",
+    "plot_compare",
+    "read_reml",
     "reconstruct",
     "resolve_priors",
     "sample",
     "summarize",
+    "write_reml",
 ]
+
+
+def __getattr__(name: str):
+    # matplotlib is imported only when a plot is asked for.
+    if name == "plot_compare":
+        from bayesmix.plots import plot_compare
+
+        return plot_compare
+    raise AttributeError(f"module 'bayesmix' has no attribute {name!r}")

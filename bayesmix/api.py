@@ -11,7 +11,7 @@ import pandas as pd
 from bayesmix.build import build_model
 from bayesmix.design import build_design
 from bayesmix.errors import SpecError
-from bayesmix.fit import Fit
+from bayesmix.fit_result import Fit
 from bayesmix.priors import Priors
 from bayesmix.sampling import sample
 from bayesmix.settings import SamplerSettings

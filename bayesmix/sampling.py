@@ -13,7 +13,7 @@ import xarray as xr
 from bayesmix import notation as nt
 from bayesmix.build import COV_RV, BuiltModel, draw_u_conditional
 from bayesmix.errors import SpecError
-from bayesmix.fit import Fit
+from bayesmix.fit_result import Fit
 from bayesmix.priors import Prior
 from bayesmix.settings import SamplerSettings
 

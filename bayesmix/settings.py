@@ -69,7 +69,9 @@ class SamplerSettings:
             raise SpecError(f"target_accept must lie in (0, 1), not {self.target_accept}")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], *, where: str = "sampler settings") -> SamplerSettings:
+    def from_dict(
+        cls, values: dict[str, Any], *, where: str = "sampler settings"
+    ) -> SamplerSettings:
         """Build from a mapping, naming any unknown key."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

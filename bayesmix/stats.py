@@ -42,27 +42,27 @@ class ClusterStats:
     q: int
 
     @property
-    def XX(self) -> np.ndarray:  # noqa: N802
+    def XX(self) -> np.ndarray:
         """X_jᵀX_j, shape (J, p, p)."""
         return self.M[:, : self.p, : self.p]
 
     @property
-    def XZ(self) -> np.ndarray:  # noqa: N802
+    def XZ(self) -> np.ndarray:
         """X_jᵀZ_j, shape (J, p, q)."""
         return self.M[:, : self.p, self.p : self.p + self.q]
 
     @property
-    def ZZ(self) -> np.ndarray:  # noqa: N802
+    def ZZ(self) -> np.ndarray:
         """Z_jᵀZ_j, shape (J, q, q)."""
         return self.M[:, self.p : self.p + self.q, self.p : self.p + self.q]
 
     @property
-    def Xy(self) -> np.ndarray:  # noqa: N802
+    def Xy(self) -> np.ndarray:
         """X_jᵀy_j, shape (J, p)."""
         return self.M[:, : self.p, -1]
 
     @property
-    def Zy(self) -> np.ndarray:  # noqa: N802
+    def Zy(self) -> np.ndarray:
         """Z_jᵀy_j, shape (J, q)."""
         return self.M[:, self.p : self.p + self.q, -1]
 
@@ -72,7 +72,7 @@ class ClusterStats:
         return self.M[:, -1, -1]
 
     @property
-    def J(self) -> int:  # noqa: N802
+    def J(self) -> int:
         """Number of clusters."""
         return int(self.n.shape[0])
 

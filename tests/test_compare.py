@@ -22,7 +22,7 @@ REF = ROOT / "tests" / "reference"
 
 @dataclass(frozen=True)
 class FakeFit:
-    """Stands in for bayesmix.fit.Fit: a design and a DataTree posterior."""
+    """Stands in for bayesmix.Fit: a design and a DataTree posterior."""
 
     design: object
     posterior: xr.DataTree

@@ -15,7 +15,7 @@ import pandas as pd
 
 from bayesmix import notation as nt
 from bayesmix.design import Design
-from bayesmix.fit import Fit
+from bayesmix.fit_result import Fit
 
 
 class PointEstimates(Protocol):

@@ -11,7 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesmix import notation as nt
-from bayesmix.fit import Fit
+from bayesmix.fit_result import Fit
 
 RHAT_MAX = 1.01
 ESS_MIN = 400

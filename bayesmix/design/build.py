@@ -117,7 +117,7 @@ class Design:
         return int(self.Zq.shape[1])
 
     @property
-    def J(self) -> int:  # noqa: N802 - the conventional symbol
+    def J(self) -> int:
         """Number of clusters."""
         return len(self.clusters)
 
@@ -140,11 +140,11 @@ class Design:
         }
 
     @property
-    def X_frame(self) -> pd.DataFrame:  # noqa: N802
+    def X_frame(self) -> pd.DataFrame:
         """X as a labelled DataFrame (rows: the data's index)."""
         return pd.DataFrame(self.X, index=self.row_labels, columns=list(self.fixed_names))
 
-    def Z_frame(self, max_cells: int = 5_000_000) -> pd.DataFrame:  # noqa: N802
+    def Z_frame(self, max_cells: int = 5_000_000) -> pd.DataFrame:
         """Z as a dense labelled DataFrame, for printing small designs as the seed does."""
         if self.n * self.Z.shape[1] > max_cells:
             raise DataError(

@@ -105,7 +105,8 @@ class Fit:
         tree = xr.open_datatree(path, engine="h5netcdf").load()
         meta: dict[str, Any] = json.loads(tree.attrs["bayesmix"])
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported bayesmix fit format {meta.get('format_version')}")
+            version = meta.get("format_version")
+            raise ValueError(f"{path}: unsupported bayesmix fit format {version}")
         spec = Spec.from_equations(
             meta["equations"],
             meta["cluster"],
