@@ -262,19 +262,9 @@ def test_cli_compare_with_fit_function(tmp_path, dung_model):
 
 # --------------------------------------------------------------------------- a real fit
 @pytest.fixture(scope="session")
-def hsb_real_fit():
-    """The HSB cross-level model sampled once (2 chains x 500 draws) through the public stages."""
-    sampling = pytest.importorskip("bayesmix.sampling")
-    from bayesmix.build import build_model
-    from bayesmix.settings import SamplerSettings
-
-    d = pd.read_csv(DATA / "hsb.csv")
-    spec = Spec.from_equations(
-        "MathAch = b0 + b1*cses + e\nb0 = g00 + g01*MEANSES + g02*Sector + U0\n"
-        "b1 = g10 + g11*MEANSES + g12*Sector + U1", "School", reference={"Sector": "Public"})
-    settings = SamplerSettings(draws=500, tune=500, chains=2, random_seed=20240601,
-                               progressbar=False)
-    return sampling.sample(build_model(build_design(spec, d)), settings)
+def hsb_real_fit(fitted_model):
+    """The HSB cross-level model (models/hsb.toml), sampled once per session."""
+    return fitted_model("hsb")
 
 
 @pytest.mark.slow
