@@ -1,0 +1,50 @@
+"""Every model file in models/ is fitted; its posterior is checked against lme4's REML fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bayesmix as bm
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_FILES = sorted(p.stem for p in (ROOT / "models").glob("*.toml"))
+# Pinned lme4 fits (tests/reference) of the same models.
+REFERENCE = {
+    "dung": "dung_lmer.json",
+    "sleepstudy": "sleepstudy_lmer_reml.json",
+    "hsb": "hsb_crosslevel_lmer.json",
+}
+
+
+def test_every_model_file_is_listed():
+    assert {"dung", "random_slope", "cross_level", "sleepstudy", "hsb"} <= set(MODEL_FILES)
+
+
+@pytest.mark.parametrize("name", MODEL_FILES)
+def test_model_file_fits(name, fitted_model):
+    fit = fitted_model(name)
+    post = fit.posterior
+    for var in ("beta", "u", "sigma", "sd_u", "corr_u", "coef"):
+        assert var in post
+    assert post["beta"].sizes["fixed"] == fit.design.p
+    summary = bm.summarize(fit, warn=False)
+    assert summary.max_rhat < 1.05, summary
+    assert summary.divergences <= 2, summary
+    rec = bm.reconstruct(fit)
+    assert rec.max_abs_error < 1e-10
+    assert rec.graph_max_abs_error < 1e-6
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_fixed_effects_agree_with_lme4(name, fitted_model):
+    fit = fitted_model(name)
+    ref = bm.read_reml(ROOT / "tests" / "reference" / REFERENCE[name])
+    ref = bm.align_reml(ref, fit.design)
+    beta = fit.posterior["beta"]
+    mean = beta.mean(("chain", "draw")).to_numpy()
+    sd = beta.std(("chain", "draw")).to_numpy()
+    z = (mean - ref.beta.to_numpy()) / sd
+    assert np.all(np.abs(z) < 0.5), dict(zip(fit.design.fixed_names, z, strict=True))
