@@ -68,7 +68,7 @@ def _evaluate_by_hand(spec: Spec, df: pd.DataFrame, gammas: dict, U: dict) -> np
 @st.composite
 def specs_and_data(draw):
     n_l1, n_l2 = draw(st.integers(0, 3)), draw(st.integers(0, 2))
-    J = draw(st.integers(2, 6))
+    J = draw(st.integers(4, 7))  # at least n_l2 + 2 clusters, or X is rank deficient
     seed = draw(st.integers(0, 2**31))
     rng = np.random.default_rng(seed)
     sizes = rng.integers(3, 7, size=J)
