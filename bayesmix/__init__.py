@@ -24,6 +24,7 @@ from bayesmix.compare import Comparison, compare
 from bayesmix.design import Design, build_design
 from bayesmix.errors import BayesmixError, DataError, SpecError
 from bayesmix.fit_result import Fit
+from bayesmix.predict import Prediction, predict
 from bayesmix.priors import Prior, Priors, ResolvedPriors, resolve_priors
 from bayesmix.reml import (
     REMLConvergenceError,
@@ -52,6 +53,7 @@ __all__ = [
     "Equations",
     "Fit",
     "Gamma",
+    "Prediction",
     "Prior",
     "Priors",
     "REMLConvergenceError",
@@ -73,6 +75,7 @@ __all__ = [
     "fit_reml",
     "load_data",
     "plot_compare",
+    "predict",
     "read_reml",
     "reconstruct",
     "resolve_priors",

@@ -71,7 +71,7 @@ def specs_and_data(draw):
     J = draw(st.integers(4, 7))  # at least n_l2 + 2 clusters, or X is rank deficient
     seed = draw(st.integers(0, 2**31))
     rng = np.random.default_rng(seed)
-    sizes = rng.integers(3, 7, size=J)
+    sizes = rng.integers(5, 9, size=J)  # n > J*q, or the design is refused
     labels = [f"c{j}" for j in range(J)]
     df = pd.DataFrame({"g": np.repeat(labels, sizes)})
     for i in range(n_l1):

@@ -1,4 +1,4 @@
-"""Model files: the shipped ones parse; priors and sampler settings are read; errors name the key."""
+"""Model files: the shipped ones parse; priors and sampler settings are read; errors say where."""
 
 from __future__ import annotations
 

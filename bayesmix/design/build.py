@@ -78,6 +78,8 @@ class Design:
         The data's index labels of the rows used.
     data : DataFrame
         The columns the model uses, for the rows used (kept to save and rebuild a fit).
+    levels : dict of str to tuple of str
+        Levels of each categorical predictor, reference first (to code new data the same way).
     """
 
     spec: Spec
@@ -100,6 +102,7 @@ class Design:
     level2: pd.DataFrame = field(repr=False)
     row_labels: pd.Index = field(repr=False)
     data: pd.DataFrame = field(repr=False)
+    levels: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def n(self) -> int:
@@ -222,21 +225,41 @@ def _levels(series: pd.Series, reference: str | None, var: str) -> list[str]:
 class _Coder:
     """Codes variables and products of variables into numeric columns."""
 
-    def __init__(self, spec: Spec, data: pd.DataFrame) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        data: pd.DataFrame,
+        levels: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.spec = spec
         self.data = data
         self.cache: dict[str, list[_Column]] = {}
-        self.reference_used: dict[str, str] = {}
+        # None: find the levels in the data; a dict (even empty): the fitted model's coding.
+        self.fixed_levels = levels
+        self.levels: dict[str, tuple[str, ...]] = {}
 
     def variable(self, var: str) -> list[_Column]:
         if var in self.cache:
             return self.cache[var]
         series = self.data[var]
         ref = self.spec.reference_levels.get(var)
-        if validate.is_categorical(self.spec, series):
+        if self.fixed_levels is None:
+            categorical = validate.is_categorical(self.spec, series)
+        else:
+            categorical = var in self.fixed_levels
+        if categorical:
             as_text = series.astype(str)
-            levels = _levels(series, ref, var)
-            self.reference_used[var] = levels[0]
+            if self.fixed_levels is not None:
+                levels = list(self.fixed_levels[var])
+                unseen = sorted(set(as_text) - set(levels))
+                if unseen:
+                    raise DataError(
+                        f"{var!r} takes values the fitted model never saw: "
+                        f"{validate._show(unseen)}; its levels are {validate._show(levels)}"
+                    )
+            else:
+                levels = _levels(series, ref, var)
+            self.levels[var] = tuple(levels)
             cols = [
                 _Column(f"{var}[{lev}]", (lev,), (as_text == lev).to_numpy(dtype=float))
                 for lev in levels[1:]
@@ -268,6 +291,96 @@ class _Coder:
                     new.append(_Column(name, a.levels + b.levels, a.values * b.values))
             cols = new
         return cols
+
+
+@dataclass(frozen=True)
+class ModelColumns:
+    """The coded columns of a spec on some rows: X, the level-1 and the random columns.
+
+    ``g_entries`` holds, per γ column k, ``(m, k, w)``: level-1 column m it belongs to and its
+    level-2 factor w row by row (n,).
+    """
+
+    X: np.ndarray
+    fixed_names: tuple[str, ...]
+    gamma_names: tuple[str, ...]
+    fixed_terms: tuple[str, ...]
+    level1: list[_Column]
+    level1_names: tuple[str, ...]
+    random: list[_Column]
+    random_names: tuple[str, ...]
+    random_terms: tuple[str, ...]
+    random_of_level1: list[int]
+    g_entries: list[tuple[int, int, np.ndarray]]
+
+    @property
+    def Zq(self) -> np.ndarray:
+        """The random terms' level-1 columns, shape (n, q)."""
+        return np.column_stack([c.values for c in self.random])
+
+
+def model_columns(spec: Spec, coder: _Coder) -> ModelColumns:
+    """Code every column of X and of the level-1 / random designs (X in spec.fixed_terms order)."""
+    level1_cols: list[_Column] = []
+    level1_names: list[str] = []
+    l1_index: dict[tuple[str, str], int] = {}
+    random_of_level1: list[int] = []
+    random_cols: list[_Column] = []
+    random_names: list[str] = []
+    random_terms: list[str] = []
+    for coef in spec.coefficients:
+        cols = coder.product(coef.variables)
+        for col in cols:
+            l1_index[(coef.name, col.name)] = len(level1_cols)
+            level1_cols.append(col)
+            level1_names.append(level1_label(coef.name + _suffix(col.levels, len(cols) > 1),
+                                             col.name))
+            if coef.random is not None:
+                random_of_level1.append(len(random_cols))
+                random_cols.append(col)
+                random_names.append(
+                    random_label(coef.random + _suffix(col.levels, len(cols) > 1), col.name)
+                )
+                random_terms.append(col.name)
+            else:
+                random_of_level1.append(-1)
+    x_cols: list[np.ndarray] = []
+    fixed_names: list[str] = []
+    gamma_names: list[str] = []
+    fixed_terms: list[str] = []
+    g_entries: list[tuple[int, int, np.ndarray]] = []
+    for term in spec.fixed_terms:
+        coef, gamma = term.coefficient, term.gamma
+        l1 = coder.product(coef.variables)
+        l2 = coder.product(gamma.variables)
+        many = len(l1) * len(l2) > 1
+        for a in l1:
+            for b in l2:
+                name = a.name if b.name == INTERCEPT else (
+                    b.name if a.name == INTERCEPT else f"{a.name}:{b.name}"
+                )
+                k = len(x_cols)
+                x_cols.append(a.values * b.values)
+                gname = gamma.name + _suffix(a.levels + b.levels, many)
+                gamma_names.append(gname)
+                fixed_terms.append(name)
+                fixed_names.append(fixed_label(gname, name))
+                g_entries.append((l1_index[(coef.name, a.name)], k, b.values))
+    n = len(coder.data)
+    X = np.column_stack(x_cols) if x_cols else np.zeros((n, 0))
+    return ModelColumns(
+        X=X,
+        fixed_names=tuple(fixed_names),
+        gamma_names=tuple(gamma_names),
+        fixed_terms=tuple(fixed_terms),
+        level1=level1_cols,
+        level1_names=tuple(level1_names),
+        random=random_cols,
+        random_names=tuple(random_names),
+        random_terms=tuple(random_terms),
+        random_of_level1=random_of_level1,
+        g_entries=g_entries,
+    )
 
 
 def _suffix(levels: tuple[str, ...], many: bool) -> str:
@@ -319,59 +432,21 @@ def build_design(
         )
     validate.check_level2(spec, data, codes, clusters)
     coder = _Coder(spec, data)
-
-    # Level-1 columns (one per coded column of each coefficient's level-1 product).
-    level1_cols: list[_Column] = []
-    level1_names: list[str] = []
-    l1_index: dict[tuple[str, str], int] = {}
-    random_of_level1: list[int] = []
-    random_cols: list[_Column] = []
-    random_names: list[str] = []
-    random_terms: list[str] = []
-    for coef in spec.coefficients:
-        cols = coder.product(coef.variables)
-        for col in cols:
-            l1_index[(coef.name, col.name)] = len(level1_cols)
-            level1_cols.append(col)
-            level1_names.append(level1_label(coef.name + _suffix(col.levels, len(cols) > 1),
-                                             col.name))
-            if coef.random is not None:
-                random_of_level1.append(len(random_cols))
-                random_cols.append(col)
-                random_names.append(
-                    random_label(coef.random + _suffix(col.levels, len(cols) > 1), col.name)
-                )
-                random_terms.append(col.name)
-            else:
-                random_of_level1.append(-1)
-
-    # X in the order of spec.fixed_terms; G maps γ's to level-1 columns per cluster.
     first_row = np.full(J, -1)
     first_row[codes[::-1]] = np.arange(n)[::-1]
-    x_cols: list[np.ndarray] = []
-    fixed_names: list[str] = []
-    gamma_names: list[str] = []
-    fixed_terms: list[str] = []
-    g_entries: list[tuple[int, int, np.ndarray]] = []
-    for term in spec.fixed_terms:
-        coef, gamma = term.coefficient, term.gamma
-        l1 = coder.product(coef.variables)
-        l2 = coder.product(gamma.variables)
-        many = len(l1) * len(l2) > 1
-        for a in l1:
-            for b in l2:
-                name = a.name if b.name == INTERCEPT else (
-                    b.name if a.name == INTERCEPT else f"{a.name}:{b.name}"
-                )
-                k = len(x_cols)
-                x_cols.append(a.values * b.values)
-                gname = gamma.name + _suffix(a.levels + b.levels, many)
-                gamma_names.append(gname)
-                fixed_terms.append(name)
-                fixed_names.append(fixed_label(gname, name))
-                g_entries.append((l1_index[(coef.name, a.name)], k, b.values[first_row]))
-    X = np.column_stack(x_cols) if x_cols else np.zeros((n, 0))
-    validate.check_rank(X, tuple(fixed_names))
+    cols_ = model_columns(spec, coder)
+    X = cols_.X
+    validate.check_rank(X, cols_.fixed_names)
+    level1_cols = cols_.level1
+    random_cols = cols_.random
+    g_entries = [(mi, k, w[first_row]) for mi, k, w in cols_.g_entries]
+    fixed_names, gamma_names, fixed_terms = (
+        cols_.fixed_names, cols_.gamma_names, cols_.fixed_terms
+    )
+    level1_names, random_names, random_terms = (
+        cols_.level1_names, cols_.random_names, cols_.random_terms
+    )
+    random_of_level1 = cols_.random_of_level1
 
     m = len(level1_cols)
     G = np.zeros((J, m, X.shape[1]))
@@ -417,4 +492,5 @@ def build_design(
         level2=level2,
         row_labels=data.index,
         data=data[list(spec.variables)].copy(),
+        levels=dict(coder.levels),
     )
