@@ -75,7 +75,7 @@ def test_summary_table_and_warnings(short_fits, fitted_model):
     s = bm.summarize(fitted_model("sleepstudy"), warn=False)
     assert list(s.table.index) == [
         "beta[g00 (Intercept)]", "beta[g10 (Days)]", "sd_u[U0 (Intercept)]",
-        "sd_u[U1 (Days)]", "corr_u[U1, U0]", "sigma",
+        "sd_u[U1 (Days)]", "corr_u[U1 (Days), U0 (Intercept)]", "sigma",
     ]
     assert {"mean", "sd", "ess_bulk", "r_hat"} <= set(s.table.columns)
     short = short_fits[0]

@@ -70,10 +70,7 @@ def summary_dataset(fit: Fit) -> xr.Dataset:
     names = list(fit.design.random_names)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[:i]]
     if pairs:
-        short = [n.split(" ")[0] for n in names]
-        labels = [
-            f"{short[names.index(a)]}, {short[names.index(b)]}" for a, b in pairs
-        ]
+        labels = [f"{a}, {b}" for a, b in pairs]
         values = np.stack(
             [post[nt.CORR_U].sel({nt.DIM_RANDOM: a, nt.DIM_RANDOM2: b}).to_numpy()
              for a, b in pairs],

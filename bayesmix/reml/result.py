@@ -152,6 +152,11 @@ class REMLFit:
     def __repr__(self) -> str:
         return self.__str__()
 
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<pre>{html.escape(self.__str__())}</pre>"
+
     def __str__(self) -> str:
         lines = []
         if not self.converged:

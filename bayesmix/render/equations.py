@@ -166,6 +166,10 @@ class Equations:
     def __str__(self) -> str:
         return self.text
 
+    def __repr__(self) -> str:
+        names = ", ".join(f.title for f in self.forms)
+        return f"<Equations: {names}; .latex, .markdown, .text>"
+
 
 def equations(
     spec: Spec | None = None,
