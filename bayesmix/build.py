@@ -78,14 +78,19 @@ class BuiltModel:
     graph: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-def _data(name: str, value: np.ndarray):
-    """Data enter the graph as constants.
+def _data(name: str, value: np.ndarray, shared: bool = False):
+    """Data enter the graph as constants, or as ``pm.Data`` when ``shared``.
 
-    ``pm.Data`` (shared variables) would let new data of the same shape reuse a compiled
-    model, but nutpie 0.16 marks shared arrays read-only and PyTensor 3.3's Numba back end
-    then fails to initialise ("cannot set WRITEABLE flag"), so constants it is for now.
+    Shared variables let new data of the same shape reuse a compiled model (``pm.set_data``;
+    with the statistics-based forms the shapes depend on J, p and q only, not on n).  They
+    work with PyMC's sampler and nutpie's C back end (:func:`bayesmix.sampling.compile_model`);
+    nutpie 0.16's Numba back end marks shared arrays read-only and PyTensor 3.3's Numba code
+    then fails to initialise ("cannot set WRITEABLE flag"), hence constants by default.
     """
-    return pt.as_tensor_variable(np.ascontiguousarray(value), name=name)
+    value = np.ascontiguousarray(value)
+    if shared:
+        return pm.Data(name, value)
+    return pt.as_tensor_variable(value, name=name)
 
 
 def _rv(prior: Prior, name: str, **kwargs: Any):
@@ -116,6 +121,8 @@ def build_model(
     priors: Priors | ResolvedPriors | None = None,
     *,
     likelihood: str = "auto",
+    shared_data: bool = False,
+    stats: ClusterStats | None = None,
 ) -> BuiltModel:
     """Build the PyMC model of a design.
 
@@ -127,6 +134,12 @@ def build_model(
         already resolved.
     likelihood : {"auto", "collapsed", "sufficient", "rows"}
         Form of the likelihood (module docstring); same priors, names and posterior layout.
+    shared_data : bool
+        Put the data (the statistics, or X, Z, y) in ``pm.Data`` containers so that a model
+        compiled once can be given new data of the same shape (see :func:`_data`).
+    stats : ClusterStats, optional
+        Per-cluster cross-products already computed (e.g. streamed from a file with
+        :func:`bayesmix.stats.stream_cluster_stats`); computed from ``design`` otherwise.
 
     Returns
     -------
@@ -143,15 +156,15 @@ def build_model(
         chol = _covariance(rp, q)
         sigma = _rv(rp.sigma, nt.SIGMA)
         graph: dict[str, Any] = {nt.BETA: beta, nt.SIGMA: sigma, nt.CHOL_U: chol}
-        stats = None
         if form == "rows":
-            graph.update(_rows(design, beta, chol, sigma))
+            stats = None
+            graph.update(_rows(design, beta, chol, sigma, shared_data))
         else:
-            stats = cluster_stats(design)
+            stats = stats if stats is not None else cluster_stats(design)
             if form == "sufficient":
-                graph.update(_sufficient(stats, beta, chol, sigma))
+                graph.update(_sufficient(stats, beta, chol, sigma, shared_data))
             else:
-                graph["loglik"] = _collapsed(stats, beta, chol, sigma)
+                graph["loglik"] = _collapsed(stats, beta, chol, sigma, shared_data)
                 pm.Potential("loglik_marginal", graph["loglik"])
     del J
     return BuiltModel(model, design, rp, form, stats, graph)
@@ -190,11 +203,11 @@ def _u_from_offset(chol):
     return pm.Deterministic(nt.U, u_offset @ chol.T, dims=(nt.DIM_CLUSTER, nt.DIM_RANDOM))
 
 
-def _rows(design: Design, beta, chol, sigma) -> dict[str, Any]:
-    X = _data("X", design.X)
-    Zq = _data("Zq", design.Zq)
-    idx = _data("cluster_index", design.cluster_index)
-    y = _data("y_data", design.y)
+def _rows(design: Design, beta, chol, sigma, shared: bool = False) -> dict[str, Any]:
+    X = _data("X", design.X, shared)
+    Zq = _data("Zq", design.Zq, shared)
+    idx = _data("cluster_index", design.cluster_index, shared)
+    y = _data("y_data", design.y, shared)
     u = _u_from_offset(chol)
     mu = pt.dot(X, beta) + pt.sum(Zq * u[idx], axis=-1)
     pm.Normal(nt.Y, mu=mu, sigma=sigma, observed=y, dims=nt.DIM_ROW)
@@ -202,14 +215,14 @@ def _rows(design: Design, beta, chol, sigma) -> dict[str, Any]:
     return {nt.U: u, "loglik": loglik}
 
 
-def _sufficient(stats: ClusterStats, beta, chol, sigma) -> dict[str, Any]:
-    XX = _data("XX", (stats.XX))
-    XZ = _data("XZ", (stats.XZ))
-    ZZ = _data("ZZ", (stats.ZZ))
-    Xy = _data("Xy", (stats.Xy))
-    Zy = _data("Zy", (stats.Zy))
-    yy = _data("yy", (stats.yy))
-    n = _data("n_j", stats.n.astype(float))
+def _sufficient(stats: ClusterStats, beta, chol, sigma, shared: bool = False) -> dict[str, Any]:
+    XX = _data("XX", stats.XX, shared)
+    XZ = _data("XZ", stats.XZ, shared)
+    ZZ = _data("ZZ", stats.ZZ, shared)
+    Xy = _data("Xy", stats.Xy, shared)
+    Zy = _data("Zy", stats.Zy, shared)
+    yy = _data("yy", stats.yy, shared)
+    n = _data("n_j", stats.n.astype(float), shared)
     u = _u_from_offset(chol)
     rss = (
         yy
@@ -224,14 +237,14 @@ def _sufficient(stats: ClusterStats, beta, chol, sigma) -> dict[str, Any]:
     return {nt.U: u, "loglik": loglik}
 
 
-def _collapsed(stats: ClusterStats, beta, chol, sigma):
-    XX = _data("XX", (stats.XX))
-    XZ = _data("XZ", (stats.XZ))
-    ZZ = _data("ZZ", (stats.ZZ))
-    Xy = _data("Xy", (stats.Xy))
-    Zy = _data("Zy", (stats.Zy))
-    yy = _data("yy", (stats.yy))
-    n = _data("n_j", stats.n.astype(float))
+def _collapsed(stats: ClusterStats, beta, chol, sigma, shared: bool = False):
+    XX = _data("XX", stats.XX, shared)
+    XZ = _data("XZ", stats.XZ, shared)
+    ZZ = _data("ZZ", stats.ZZ, shared)
+    Xy = _data("Xy", stats.Xy, shared)
+    Zy = _data("Zy", stats.Zy, shared)
+    yy = _data("yy", stats.yy, shared)
+    n = _data("n_j", stats.n.astype(float), shared)
     return collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, q=stats.q)
 
 
@@ -253,11 +266,23 @@ def collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, *, q: int):
     scalar tensor
     """
     s2 = sigma**2
-    rr = yy - 2 * pt.dot(Xy, beta) + pt.dot(pt.dot(XX, beta), beta)
-    zr = Zy - pt.dot(XZ.transpose(0, 2, 1), beta)  # (J, q)
-    lt = chol.T
-    A = pt.eye(q) + pt.matmul(pt.matmul(lt, ZZ), chol) / s2  # (J, q, q)
-    b = pt.dot(zr, chol) / s2  # (J, q): rows are Lᵀ Zᵀr / σ²
+    J = XX.shape[0]
+    # r_jᵀr_j = y'y − 2γ'X'y + vec(X'X)·vec(γγ'): two matrix-vector products.
+    rr = yy - 2 * pt.dot(Xy, beta) + pt.dot(XX.reshape((J, -1)), pt.outer(beta, beta).ravel())
+    # Everything q × q is unrolled into length-J vectors (q is small and fixed): batched
+    # matmul / Cholesky ops per cluster are far slower to run and to differentiate.
+    L = [[chol[a, k] for k in range(q)] for a in range(q)]
+    zr = [Zy[:, a] - pt.dot(XZ[:, :, a], beta) for a in range(q)]  # Z_jᵀr_j
+    # (Z'Z L)[a, k] = Σ_b Z'Z[a, b] L[b, k], with L lower triangular (b ≥ k).
+    zzl = [[sum(ZZ[:, a, b] * L[b][k] for b in range(k, q)) for k in range(q)]
+           for a in range(q)]
+    # A = I + Lᵀ Z'Z L / σ², symmetric: only i ≥ k is needed.
+    A = [[None] * q for _ in range(q)]
+    for i in range(q):
+        for k in range(i + 1):
+            value = sum(L[a][i] * zzl[a][k] for a in range(i, q)) / s2
+            A[i][k] = value + 1.0 if i == k else value
+    b = [sum(L[a][i] * zr[a] for a in range(i, q)) / s2 for i in range(q)]  # Lᵀ Z'r / σ²
     logdet_a, w_sq = _unrolled_cholesky_solve(A, b, q)
     quad = rr / s2 - w_sq
     return -0.5 * pt.sum(n * pt.log(2 * np.pi * s2) + logdet_a + quad)
@@ -272,8 +297,9 @@ def _unrolled_cholesky_solve(A, b, q: int):
 
     Parameters
     ----------
-    A : tensor, shape (J, q, q)
-    b : tensor, shape (J, q)
+    A : list of lists of tensors (J,)
+        ``A[i][k]`` for i ≥ k (the lower triangle).
+    b : list of tensors (J,)
     q : int
 
     Returns
@@ -284,13 +310,13 @@ def _unrolled_cholesky_solve(A, b, q: int):
     C: list[list[Any]] = [[None] * q for _ in range(q)]
     for i in range(q):
         for k in range(i + 1):
-            acc = A[:, i, k]
+            acc = A[i][k]
             for m in range(k):
                 acc = acc - C[i][m] * C[k][m]
             C[i][k] = pt.sqrt(acc) if i == k else acc / C[k][k]
     w: list[Any] = []
     for i in range(q):
-        acc = b[:, i]
+        acc = b[i]
         for m in range(i):
             acc = acc - C[i][m] * w[m]
         w.append(acc / C[i][i])
@@ -330,18 +356,36 @@ def draw_u_conditional(
     D = beta.shape[0]
     J, q = stats.J, stats.q
     out = np.empty((D, J, q))
-    eye = np.eye(q)
+    ZZ, XZ, Zy = stats.ZZ, stats.XZ, stats.Zy
     for start in range(0, D, chunk):
         sl = slice(start, min(start + chunk, D))
         b_, L, s2 = beta[sl], chol[sl], sigma[sl] ** 2
-        zr = stats.Zy[None] - np.einsum("jpq,dp->djq", stats.XZ, b_)  # (d, J, q)
-        A = eye + np.einsum("dba,jbc,dce->djae", L, stats.ZZ, L) / s2[:, None, None, None]
+        zr = Zy[None] - np.einsum("jpq,dp->djq", XZ, b_)  # (d, J, q)
+        # A = I + LᵀZᵀZL/σ², b = LᵀZᵀr/σ²; one (d, J) array per entry.
+        ZL = np.einsum("jbc,dce->djbe", ZZ, L)
+        A = np.einsum("dba,djbe->djae", L, ZL) / s2[:, None, None, None]
         bv = np.einsum("djb,dba->dja", zr, L) / s2[:, None, None]
-        C = np.linalg.cholesky(A)
-        mean = np.linalg.solve(A, bv[..., None])[..., 0]
-        z = rng.standard_normal(mean.shape)
-        # v = mean + C⁻ᵀ z has covariance (C Cᵀ)⁻¹ = A⁻¹.
-        noise = np.linalg.solve(np.swapaxes(C, -1, -2), z[..., None])[..., 0]
-        v = mean + noise
-        out[sl] = np.einsum("dab,djb->dja", L, v)
+        # v = C⁻ᵀ(C⁻¹b + z), z ~ N(0, I): mean A⁻¹b, covariance (CCᵀ)⁻¹ = A⁻¹.  The q × q
+        # Cholesky factorisation and both substitutions are unrolled over (d, J) arrays.
+        C = [[None] * q for _ in range(q)]
+        for i in range(q):
+            for k in range(i + 1):
+                acc = A[..., i, k] + (1.0 if i == k else 0.0)
+                for m in range(k):
+                    acc = acc - C[i][m] * C[k][m]
+                C[i][k] = np.sqrt(acc) if i == k else acc / C[k][k]
+        z = rng.standard_normal(bv.shape)
+        w = [None] * q
+        for i in range(q):
+            acc = bv[..., i]
+            for m in range(i):
+                acc = acc - C[i][m] * w[m]
+            w[i] = acc / C[i][i]
+        v = [None] * q
+        for i in reversed(range(q)):
+            acc = w[i] + z[..., i]
+            for m in range(i + 1, q):
+                acc = acc - C[m][i] * v[m]
+            v[i] = acc / C[i][i]
+        out[sl] = np.einsum("dab,djb->dja", L, np.stack(v, axis=-1))
     return out

@@ -45,7 +45,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         fit.save(args.out)
         print(f"\nSaved the fit to {args.out}")
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in fit.timings.items())
-    print(f"\nTime: {total:.2f} s in all ({stages}; sampling includes compiling)")
+    note = "" if "compile" in fit.timings else "; sampling includes compiling"
+    print(f"\nTime: {total:.2f} s in all ({stages}{note})")
     return 0
 
 

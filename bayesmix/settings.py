@@ -11,6 +11,7 @@ Sampler = Literal["nutpie", "pymc", "numpyro"]
 Likelihood = Literal["auto", "collapsed", "sufficient", "rows"]
 
 SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
+BACKENDS: tuple[str, ...] = ("auto", "c", "numba")
 LIKELIHOODS: tuple[str, ...] = ("auto", "collapsed", "sufficient", "rows")
 
 
@@ -38,7 +39,16 @@ class SamplerSettings:
     progressbar : bool or None
         None shows a progress bar in terminals and notebooks only.
     cores : int or None
-        Chains run in parallel on this many cores (PyMC's sampler); None lets PyMC choose.
+        Chains run in parallel on this many cores; None lets the sampler choose (nutpie with
+        the C back end: 1, since its log-density calls hold Python's GIL).
+    backend : {"auto", "c", "numba"}
+        How nutpie gets the log density and its gradient.  ``"c"``: PyTensor's C back end
+        (compiled code is cached on disk, so a model of a known shape compiles in ≈ 0.5–1 s),
+        called from nutpie through Python; ``"numba"``: nutpie's own Numba compilation
+        (≈ 8–12 s per model, never cached, but chains run in parallel without the GIL).
+        ``"auto"`` picks ``"c"`` for small models (≤ 100 clusters, and ≤ 20,000 rows for the
+        row-wise likelihood), where compiling dominates, and ``"numba"`` otherwise, where the
+        fused, GIL-free gradient pays for the compile (measured in ``benchmarks/run.py``).
     """
 
     draws: int = 1000
@@ -50,11 +60,16 @@ class SamplerSettings:
     likelihood: str = "auto"
     progressbar: bool | None = None
     cores: int | None = None
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise SpecError(
                 f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}"
+            )
+        if self.backend not in BACKENDS:
+            raise SpecError(
+                f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}"
             )
         if self.likelihood not in LIKELIHOODS:
             raise SpecError(

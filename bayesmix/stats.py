@@ -9,17 +9,25 @@ Every block the likelihoods and the profiled REML need is a slice of M:
     y_jᵀy_j = M[:, -1, -1]
 
 Computed with vectorised NumPy in row chunks (a sparse cluster-indicator product per chunk), so
-memory is O(chunk · d² + J · d²) whatever n is.
+memory is O(chunk · d² + J · d²) whatever n is.  :func:`stream_cluster_stats` computes the
+same from a CSV or Parquet file larger than memory, chunk by chunk.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from bayesmix.design import Design
+from bayesmix.errors import DataError
+from bayesmix.spec.model import Spec
 
 
 @dataclass(frozen=True)
@@ -126,3 +134,217 @@ def cluster_stats(design: Design, *, chunk_rows: int = 262_144) -> ClusterStats:
     return cross_products(
         design.X, design.Zq, design.y, design.cluster_index, design.J, chunk_rows=chunk_rows
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming from a file larger than memory
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Levels:
+    """What must be known before a file can be coded chunk by chunk.
+
+    Attributes
+    ----------
+    clusters : tuple of str
+        Cluster labels in the order :func:`bayesmix.build_design` gives them (sorted like
+        ``pd.factorize(sort=True)``; the labels are the values as text).
+    categorical : dict of str to tuple of str
+        Levels of every categorical variable the model uses, reference level first (as
+        :func:`bayesmix.build_design` codes them: the spec's reference level, else the first in
+        sorted order).
+    """
+
+    clusters: tuple[str, ...]
+    categorical: dict[str, tuple[str, ...]]
+
+
+def _iter_chunks(path: str | Path, columns: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """DataFrames of at most ``chunk_rows`` rows of ``columns``, from a CSV or Parquet file."""
+    path = Path(path)
+    if path.suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq  # lazy: pyarrow is only needed for Parquet
+
+        pf = pq.ParquetFile(path)
+        for batch in pf.iter_batches(batch_size=chunk_rows, columns=columns):
+            yield batch.to_pandas()
+    else:
+        yield from pd.read_csv(path, usecols=columns, chunksize=chunk_rows)
+
+
+def _sorted_unique(values: set) -> list:
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=str)
+
+
+def scan_levels(
+    path: str | Path, spec: Spec, *, chunk_rows: int = 1_000_000
+) -> Levels:
+    """First pass over a file: the cluster labels and the levels of categorical variables.
+
+    Reads only the cluster column and the categorical columns, chunk by chunk; memory grows
+    with the number of distinct values, not with the rows.  A column is categorical when the
+    spec lists it under ``categorical`` or its first chunk is not numeric (text or boolean),
+    as in :func:`bayesmix.build_design`.
+
+    Parameters
+    ----------
+    path : str or Path
+        CSV, or Parquet (``.parquet``; needs pyarrow).
+    spec : Spec
+    chunk_rows : int
+
+    Returns
+    -------
+    Levels
+    """
+    from bayesmix.design.build import _levels
+    from bayesmix.design.validate import is_categorical
+
+    variables = [v for v in spec.variables if v not in (spec.outcome, spec.cluster)]
+    cluster_values: set = set()
+    cat_values: dict[str, set] = {}
+    checked = False
+    for chunk in _iter_chunks(path, [spec.cluster, *variables], chunk_rows):
+        if not checked:
+            cat_values = {v: set() for v in variables if is_categorical(spec, chunk[v])}
+            checked = True
+        cluster_values.update(pd.unique(chunk[spec.cluster].dropna()))
+        for var, seen in cat_values.items():
+            seen.update(pd.unique(chunk[var].dropna()))
+    clusters = tuple(str(v) for v in _sorted_unique(cluster_values))
+    if len(set(clusters)) != len(clusters):
+        raise DataError(
+            f"cluster labels of {spec.cluster!r} are not distinct as text (e.g. 1 and '1')"
+        )
+    categorical = {
+        var: tuple(_levels(pd.Series(_sorted_unique(seen)), spec.reference_levels.get(var), var))
+        for var, seen in cat_values.items()
+    }
+    return Levels(clusters, categorical)
+
+
+def _chunk_arrays(
+    spec: Spec, chunk: pd.DataFrame, levels: Levels, cluster_pos: pd.Index
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """X, Zq, y and cluster codes of one chunk, coded exactly as build_design codes them."""
+    from bayesmix.design.build import _Coder, _Column
+
+    class _KnownLevels(_Coder):
+        def variable(self, var: str) -> list[_Column]:
+            if var not in levels.categorical or var in self.cache:
+                return super().variable(var)
+            text = self.data[var].astype(str)
+            cols = [
+                _Column(f"{var}[{lev}]", (lev,), (text == lev).to_numpy(dtype=float))
+                for lev in levels.categorical[var][1:]
+            ]
+            self.cache[var] = cols
+            return cols
+
+    coder = _KnownLevels(spec, chunk)
+    zcols = [
+        col.values
+        for coef in spec.coefficients
+        if coef.random is not None
+        for col in coder.product(coef.variables)
+    ]
+    xcols = [
+        a.values * b.values
+        for term in spec.fixed_terms
+        for a in coder.product(term.coefficient.variables)
+        for b in coder.product(term.gamma.variables)
+    ]
+    codes = cluster_pos.get_indexer(chunk[spec.cluster].astype(str))
+    if (codes < 0).any():
+        bad = chunk[spec.cluster][codes < 0].iloc[0]
+        raise DataError(f"cluster {bad!r} is not among the cluster labels given in `levels`")
+    y = chunk[spec.outcome].to_numpy(dtype=float)
+    return np.column_stack(xcols), np.column_stack(zcols), y, codes
+
+
+def stream_cluster_stats(
+    path: str | Path,
+    spec: Spec,
+    *,
+    levels: Levels | None = None,
+    chunk_rows: int = 262_144,
+    missing: Literal["error", "drop"] = "error",
+) -> ClusterStats:
+    """Per-cluster cross-products of a CSV or Parquet file, in chunks, in constant memory.
+
+    The result equals ``cluster_stats(build_design(spec, pd.read_csv(path)))`` (to rounding),
+    without ever holding the file: pandas ``read_csv(chunksize=...)`` or pyarrow's
+    ``ParquetFile.iter_batches`` give ``chunk_rows`` rows at a time, each is coded like
+    :func:`bayesmix.build_design` and folded into M with :func:`cross_products`.  Memory is
+    O(chunk_rows · d² + J · d²).
+
+    Categorical levels and cluster labels must be known up front, because a chunk may not
+    hold all of them: pass ``levels`` (e.g. from a previous run or a data dictionary), or let a
+    first pass (:func:`scan_levels`, reading only those columns) find them.
+
+    Unlike :func:`bayesmix.build_design`, this does not check that level-2 variables are
+    constant within clusters or that X has full column rank (both need the whole data); check
+    them on a sample, or fit the design of a sample first.
+
+    Parameters
+    ----------
+    path : str or Path
+        CSV, or Parquet (``.parquet``; pyarrow is imported only then).
+    spec : Spec
+    levels : Levels, optional
+        Cluster labels and categorical levels; found by :func:`scan_levels` when not given.
+    chunk_rows : int
+        Rows per chunk.
+    missing : {"error", "drop"}
+        Rows with a missing value in a used column raise (default) or are dropped (with a
+        warning that counts them, once, at the end).
+
+    Returns
+    -------
+    ClusterStats
+        With ``J = len(levels.clusters)``, clusters in ``levels.clusters`` order.
+    """
+    if missing not in ("error", "drop"):
+        raise DataError(f"missing must be 'error' or 'drop', not {missing!r}")
+    if levels is None:
+        levels = scan_levels(path, spec, chunk_rows=max(chunk_rows, 1_000_000))
+    J = len(levels.clusters)
+    cluster_pos = pd.Index(levels.clusters)
+    columns = list(dict.fromkeys([spec.outcome, spec.cluster, *spec.variables]))
+    M: np.ndarray | None = None
+    counts = np.zeros(J, dtype=np.int64)
+    dropped = 0
+    p = q = 0
+    seen_rows = 0
+    for chunk in _iter_chunks(path, columns, chunk_rows):
+        na = chunk.isna().any(axis=1).to_numpy()
+        if na.any():
+            if missing == "error":
+                col = chunk.columns[chunk.isna().any()].tolist()
+                first = seen_rows + int(np.flatnonzero(na)[0])
+                raise DataError(
+                    f"missing values in {', '.join(repr(c) for c in col)} (first at data row "
+                    f"{first}); pass missing='drop' to drop those rows"
+                )
+            dropped += int(na.sum())
+            chunk = chunk.loc[~na]
+        seen_rows += len(na)
+        if len(chunk) == 0:
+            continue
+        X, Zq, y, codes = _chunk_arrays(spec, chunk, levels, cluster_pos)
+        part = cross_products(X, Zq, y, codes, J, chunk_rows=chunk_rows)
+        p, q = part.p, part.q
+        M = part.M if M is None else M + part.M
+        counts += part.n
+    if M is None:
+        raise DataError(f"{path} holds no usable rows")
+    if dropped:
+        warnings.warn(
+            f"dropped {dropped} of {seen_rows} rows with missing values", UserWarning,
+            stacklevel=2,
+        )
+    return ClusterStats(n=counts, M=M, p=p, q=q)
