@@ -354,17 +354,27 @@ def draw_u_conditional(
     ndarray, shape (D, J, q)
     """
     D = beta.shape[0]
-    J, q = stats.J, stats.q
+    J, q, p = stats.J, stats.q, stats.p
     out = np.empty((D, J, q))
     ZZ, XZ, Zy = stats.ZZ, stats.XZ, stats.Zy
     for start in range(0, D, chunk):
         sl = slice(start, min(start + chunk, D))
         b_, L, s2 = beta[sl], chol[sl], sigma[sl] ** 2
-        zr = Zy[None] - np.einsum("jpq,dp->djq", XZ, b_)  # (d, J, q)
-        # A = I + LᵀZᵀZL/σ², b = LᵀZᵀr/σ²; one (d, J) array per entry.
-        ZL = np.einsum("jbc,dce->djbe", ZZ, L)
-        A = np.einsum("dba,djbe->djae", L, ZL) / s2[:, None, None, None]
-        bv = np.einsum("djb,dba->dja", zr, L) / s2[:, None, None]
+        # Z_jᵀr_j = Z'y − Z'Xγ: one matrix product, (d, p) x (p, J q).
+        zr = Zy[None] - (b_ @ XZ.transpose(1, 0, 2).reshape(p, J * q)).reshape(-1, J, q)
+        # A = I + LᵀZᵀZL/σ², b = LᵀZᵀr/σ², unrolled over the q × q entries (q is small):
+        # each entry is a (d, J) array built from outer products of draws and clusters.
+        inv_s2 = 1.0 / s2[:, None]
+        zzl = [[sum(ZZ[None, :, a, c] * L[:, c, k, None] for c in range(k, q))
+                for k in range(q)] for a in range(q)]
+        A = np.empty((len(s2), J, q, q))
+        for i in range(q):
+            for k in range(i + 1):
+                A[..., i, k] = sum(L[:, a, i, None] * zzl[a][k] for a in range(i, q)) * inv_s2
+        bv = np.stack(
+            [sum(L[:, a, i, None] * zr[..., a] for a in range(i, q)) * inv_s2 for i in range(q)],
+            axis=-1,
+        )
         # v = C⁻ᵀ(C⁻¹b + z), z ~ N(0, I): mean A⁻¹b, covariance (CCᵀ)⁻¹ = A⁻¹.  The q × q
         # Cholesky factorisation and both substitutions are unrolled over (d, J) arrays.
         C = [[None] * q for _ in range(q)]
@@ -387,5 +397,6 @@ def draw_u_conditional(
             for m in range(i + 1, q):
                 acc = acc - C[m][i] * v[m]
             v[i] = acc / C[i][i]
-        out[sl] = np.einsum("dab,djb->dja", L, np.stack(v, axis=-1))
+        for a in range(q):
+            out[sl, :, a] = sum(L[:, a, b, None] * v[b] for b in range(a + 1))
     return out

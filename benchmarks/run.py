@@ -249,8 +249,8 @@ def _run_measured(args: list[str]) -> dict:
     elapsed = time.perf_counter() - start
     text = Path(args[0]).read_text().strip()
     if os.waitstatus_to_exitcode(status) != 0 or not text:
-        errtext = Path(args[0] + ".err").read_text().strip().splitlines()
-        return {"error": (errtext[-1] if errtext else "failed")[:300]}
+        errtext = Path(args[0] + ".err").read_text().strip()
+        return {"error": errtext[-1500:] or "failed"}
     res = json.loads(text.splitlines()[-1])
     res["peak_mem_mb"] = usage.ru_maxrss / 1024
     res["process_s"] = elapsed
@@ -287,7 +287,8 @@ def tools_for(case: str, peers: set[str]) -> list[str]:
         tools.append("bayesmix:rows")
     if case in ("dung", "sleepstudy"):
         tools.append("bayesmix:collapsed:pymc")
-        tools.append("bayesmix:collapsed:numba")
+    # Both nutpie back ends, whichever "auto" picks for the plain entry.
+    tools += ["bayesmix:collapsed:numba", "bayesmix:collapsed:c"]
     if "bambi" in peers and shutil.which(sys.executable) and _has("bambi"):
         tools.append("bambi")
     if "lme4" in peers and shutil.which("Rscript"):
@@ -367,7 +368,7 @@ def main() -> None:
                 parts = [*tool.split(":"), ""]
                 lik, extra = parts[1], parts[2]
                 sampler = "pymc" if extra == "pymc" else "nutpie"
-                backend = "numba" if extra == "numba" else "auto"
+                backend = extra if extra in ("numba", "c") else "auto"
                 res = child_bayesmix(info, lik, sampler, backend)
             elif tool == "bambi":
                 res = child_bambi(info)
@@ -415,6 +416,8 @@ def main() -> None:
             rows.append(r)
     rats = ratios(rows)
     tag = "-".join(cases)
+    if args.tools:  # a subset of tools must not overwrite a full run's table
+        tag += "-" + "-".join(t.replace(":", "_") for t in args.tools.split(","))
     result = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
               "draws": {"chains": CHAINS, "draws": DRAWS, "tune": TUNE},
               "rows": rows, "ratios": rats}

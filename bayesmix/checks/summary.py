@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -98,6 +97,8 @@ def summarize(fit: Fit, *, ci_prob: float = 0.95, warn: bool = True) -> Summary:
     Summary
         Warnings say what to do when R-hat > 1.01, bulk ESS < 400, or any divergence.
     """
+    import arviz as az  # imported here: it costs ~2 s, and `import bayesmix` should not
+
     ds = summary_dataset(fit)
     table = az.summary(ds, ci_prob=ci_prob, ci_kind="eti", round_to="none")
     rhat = float(np.nanmax(table["r_hat"].to_numpy(dtype=float)))
