@@ -148,5 +148,6 @@ def test_compiled_model_is_reused_for_new_data(dung_spec, dung_data):
     # The same as building and compiling afresh on the new data, with the same priors
     # (to rounding: constant folding differs between a constant and a shared graph).
     fresh = bm.sample(bm.build_model(d2, built.priors), settings)
+    # atol: the flies slope is ~3e-5 with a posterior sd of ~4e-5; 1e-8 is 2.5e-4 sd.
     np.testing.assert_allclose(fit.posterior["beta"].to_numpy(),
-                               fresh.posterior["beta"].to_numpy(), rtol=1e-5)
+                               fresh.posterior["beta"].to_numpy(), rtol=1e-5, atol=1e-8)
