@@ -36,15 +36,16 @@ from bayesmix.reml import (
     write_reml,
 )
 from bayesmix.render import Equations, equations
-from bayesmix.sampling import sample
+from bayesmix.sampling import CompiledModel, compile_model, sample
 from bayesmix.settings import SamplerSettings
 from bayesmix.spec import Coefficient, Gamma, Spec
-from bayesmix.stats import ClusterStats, cluster_stats
+from bayesmix.stats import ClusterStats, cluster_stats, stream_cluster_stats
 
 __all__ = [
     "BayesmixError",
     "BuiltModel",
     "ClusterStats",
+    "CompiledModel",
     "Coefficient",
     "Comparison",
     "ConvergenceWarning",
@@ -69,6 +70,7 @@ __all__ = [
     "build_design",
     "build_model",
     "cluster_stats",
+    "compile_model",
     "compare",
     "equations",
     "fit",
@@ -80,6 +82,7 @@ __all__ = [
     "reconstruct",
     "resolve_priors",
     "sample",
+    "stream_cluster_stats",
     "summarize",
     "write_reml",
 ]
