@@ -215,14 +215,19 @@ def _rows(design: Design, beta, chol, sigma, shared: bool = False) -> dict[str, 
     return {nt.U: u, "loglik": loglik}
 
 
+def _stats_inputs(stats: ClusterStats, shared: bool) -> tuple:
+    """The cross-products as graph inputs: XX, XZ, ZZ, Xy, Zy, yy, n_j."""
+    return tuple(
+        _data(name, value, shared)
+        for name, value in (
+            ("XX", stats.XX), ("XZ", stats.XZ), ("ZZ", stats.ZZ), ("Xy", stats.Xy),
+            ("Zy", stats.Zy), ("yy", stats.yy), ("n_j", stats.n.astype(float)),
+        )
+    )
+
+
 def _sufficient(stats: ClusterStats, beta, chol, sigma, shared: bool = False) -> dict[str, Any]:
-    XX = _data("XX", stats.XX, shared)
-    XZ = _data("XZ", stats.XZ, shared)
-    ZZ = _data("ZZ", stats.ZZ, shared)
-    Xy = _data("Xy", stats.Xy, shared)
-    Zy = _data("Zy", stats.Zy, shared)
-    yy = _data("yy", stats.yy, shared)
-    n = _data("n_j", stats.n.astype(float), shared)
+    XX, XZ, ZZ, Xy, Zy, yy, n = _stats_inputs(stats, shared)
     u = _u_from_offset(chol)
     rss = (
         yy
@@ -238,13 +243,7 @@ def _sufficient(stats: ClusterStats, beta, chol, sigma, shared: bool = False) ->
 
 
 def _collapsed(stats: ClusterStats, beta, chol, sigma, shared: bool = False):
-    XX = _data("XX", stats.XX, shared)
-    XZ = _data("XZ", stats.XZ, shared)
-    ZZ = _data("ZZ", stats.ZZ, shared)
-    Xy = _data("Xy", stats.Xy, shared)
-    Zy = _data("Zy", stats.Zy, shared)
-    yy = _data("yy", stats.yy, shared)
-    n = _data("n_j", stats.n.astype(float), shared)
+    XX, XZ, ZZ, Xy, Zy, yy, n = _stats_inputs(stats, shared)
     return collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, q=stats.q)
 
 
