@@ -27,7 +27,7 @@ class PointEstimates(Protocol):
     sigma: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Reconstruction:
     """The seed's table: Y, Xβ̄, Zū, ē and their sum, row by row.
 
@@ -61,6 +61,9 @@ class Reconstruction:
                 f"max |difference| = {self.graph_max_abs_error:.3g}"
             )
         return f"{text}\n{line}"
+
+    def __repr__(self) -> str:
+        return str(self)
 
     def _repr_html_(self) -> str:
         return self.table.to_html(max_rows=40) + f"<pre>{str(self).splitlines()[-1]}</pre>"

@@ -20,7 +20,7 @@ class ConvergenceWarning(UserWarning):
     """The sampler's diagnostics say the draws may not be trusted yet."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Summary:
     """Posterior summary with diagnostics.
 
@@ -52,6 +52,9 @@ class Summary:
         )
         notes = "\n".join(f"WARNING: {w}" for w in self.warnings) or "Diagnostics: all good."
         return f"{text}\n\n{diag}\n{notes}"
+
+    def __repr__(self) -> str:
+        return str(self)
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{w}</li>" for w in self.warnings) or "<li>all good</li>"
