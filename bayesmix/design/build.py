@@ -191,8 +191,9 @@ class Design:
         beta = np.asarray(beta, dtype=float)
         u = np.asarray(u, dtype=float)
         coef = np.einsum("jmk,...k->...jm", self.G, beta)
-        has = self.random_of_level1 >= 0
-        coef[..., has] += u[..., self.random_of_level1[has]]
+        # Column by column: fancy indexing of u would copy all of it at once.
+        for m in np.flatnonzero(self.random_of_level1 >= 0):
+            coef[..., m] += u[..., self.random_of_level1[m]]
         return coef
 
 
