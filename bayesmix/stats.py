@@ -115,18 +115,22 @@ def cross_products(
     n, p = X.shape
     q = Zq.shape[1]
     d = p + q + 1
-    M = np.zeros((J, d * d))
+    # Only the upper triangle (d(d+1)/2 products per row); M is symmetric.
+    rows_, cols_ = np.triu_indices(d)
+    upper = np.zeros((J, rows_.size))
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
         W = np.concatenate([X[start:stop], Zq[start:stop], y[start:stop, None]], axis=1)
-        outer = (W[:, :, None] * W[:, None, :]).reshape(stop - start, d * d)
         idx = cluster_index[start:stop]
         C = sp.csr_array(
             (np.ones(stop - start), (idx, np.arange(stop - start))), shape=(J, stop - start)
         )
-        M += C @ outer
+        upper += C @ (W[:, rows_] * W[:, cols_])
+    M = np.empty((J, d, d))
+    M[:, rows_, cols_] = upper
+    M[:, cols_, rows_] = upper
     counts = np.bincount(cluster_index, minlength=J)
-    return ClusterStats(n=counts, M=M.reshape(J, d, d), p=p, q=q)
+    return ClusterStats(n=counts, M=M, p=p, q=q)
 
 
 def cluster_stats(design: Design, *, chunk_rows: int = 262_144) -> ClusterStats:
