@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytensor
 import pytest
-from pytensor.graph.replace import graph_replace
 from scipy import integrate, stats
 
 from bayesmix import Spec, build_design, build_model, cluster_stats
 from bayesmix.build import draw_u_conditional
+from bayesmix.checks.reconstruct import cluster_blocks, explicit_loglik, loglik_function
 
 ROOT_DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "data"
 
@@ -19,16 +18,6 @@ ROOT_DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "data"
 def sleep_design():
     data = pd.read_csv(ROOT_DATA / "sleepstudy.csv")
     return build_design(Spec.from_formula("Reaction ~ Days + (Days | Subject)"), data)
-
-
-def _loglik_fn(built):
-    """The graph's log-likelihood as a function of (beta, sigma, chol[, u])."""
-    g = built.graph
-    names = ["beta", "sigma", "chol_u"] + (["u"] if "u" in g else [])
-    ins = {n: g[n].type() for n in names}
-    out = graph_replace(g["loglik"], {g[n]: ins[n] for n in names}, strict=False)
-    fn = pytensor.function([ins[n] for n in names], out, on_unused_input="ignore")
-    return lambda **kw: float(fn(*[kw[n] for n in names]))
 
 
 def _random_point(design, rng):
@@ -52,7 +41,7 @@ def test_rows_and_sufficient_model_logp_agree(sleep_design):
 
 
 def test_collapsed_equals_dense_marginal_gaussian(sleep_design):
-    fn = _loglik_fn(build_model(sleep_design, likelihood="collapsed"))
+    fn = loglik_function(build_model(sleep_design, likelihood="collapsed"))
     rng = np.random.default_rng(1)
     d = sleep_design
     Z = d.Z.toarray()
@@ -69,7 +58,7 @@ def test_collapsed_equals_rows_likelihood_integrated_over_u():
     df = pd.DataFrame({"y": [1.0, 1.4, 0.7, 2.5, 2.9, 3.3, 2.2], "x": [0, 1, 2, 0, 1, 2, 3],
                        "g": ["a", "a", "a", "b", "b", "b", "b"]})
     d = build_design(Spec.from_formula("y ~ x + (1 | g)"), df)
-    collapsed = _loglik_fn(build_model(d, likelihood="collapsed"))
+    collapsed = loglik_function(build_model(d, likelihood="collapsed"))
     beta, sigma, tau = np.array([1.1, 0.3]), 0.45, 0.8
     total = 0.0
     for j in range(d.J):
@@ -114,3 +103,17 @@ def test_forms_share_priors_names_and_free_variables(sleep_design):
         names[form] = {v.name for v in m.free_RVs}
         assert {"beta", "sigma", "sd_u", "corr_u", "chol_u"} <= set(m.named_vars)
     assert names["rows"] == names["sufficient"] == names["collapsed"] | {"u_offset"}
+
+
+def test_explicit_collapsed_loglik_equals_dense_marginal(sleep_design):
+    # The reconstruction's NumPy check (Woodbury over explicit Z blocks) against scipy.
+    d = sleep_design
+    rng = np.random.default_rng(4)
+    pt_ = _random_point(d, rng)
+    T = pt_["chol_u"] @ pt_["chol_u"].T
+    Z = d.Z.toarray()
+    V = pt_["sigma"] ** 2 * np.eye(d.n) + Z @ np.kron(np.eye(d.J), T) @ Z.T
+    ref = stats.multivariate_normal(d.X @ pt_["beta"], V).logpdf(d.y)
+    got = explicit_loglik(d, "collapsed", pt_["beta"], pt_["u"], pt_["chol_u"], pt_["sigma"],
+                          cluster_blocks(d))
+    assert got == pytest.approx(ref, rel=1e-10)

@@ -121,50 +121,76 @@ def reconstruct(result: Fit | PointEstimates, *, draws_checked: int = 8) -> Reco
     return Reconstruction(table, err, graph_err, k, source)
 
 
+def cluster_blocks(design: Design) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each cluster's rows and its dense block Z_j (n_j × q) of the explicit sparse Z."""
+    q = design.q
+    order = np.argsort(design.cluster_index, kind="stable")
+    bounds = np.searchsorted(design.cluster_index[order], np.arange(design.J + 1))
+    blocks = []
+    for j in range(design.J):
+        rows = order[bounds[j] : bounds[j + 1]]
+        blocks.append((rows, design.Z[rows][:, j * q : (j + 1) * q].toarray()))
+    return blocks
+
+
 def explicit_loglik(
     design: Design, likelihood: str, beta: np.ndarray, u: np.ndarray, chol: np.ndarray,
-    sigma: float,
+    sigma: float, blocks: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> float:
     """Log-likelihood of y from the explicit X and Z (NumPy only).
 
     ``rows`` / ``sufficient``: Σ_i log N(y_i | (Xβ + Zu)_i, σ²).  ``collapsed``:
-    Σ_j log N(y_j | X_jβ, σ²I + Z_j T Z_jᵀ) with Z_j the cluster's block of Z and T = L Lᵀ.
+    Σ_j log N(y_j | X_jβ, σ²I + Z_j T Z_jᵀ) with Z_j the cluster's block of the explicit Z
+    (``blocks``, from :func:`cluster_blocks`) and T = L Lᵀ, through the determinant lemma and
+    Woodbury with a q × q Cholesky per cluster, so it costs O(n q²) rather than O(Σ n_j³)
+    (tests/test_build.py checks that form against the dense n × n marginal Gaussian).
     """
     if likelihood in ("rows", "sufficient"):
         mu = design.X @ beta + design.Z @ u.reshape(-1)
         r = design.y - mu
         return float(-0.5 * np.sum(np.log(2 * np.pi * sigma**2) + r**2 / sigma**2))
-    T = chol @ chol.T
-    q = design.q
-    Z = design.Z.tocsc()
-    order = np.argsort(design.cluster_index, kind="stable")
-    bounds = np.searchsorted(design.cluster_index[order], np.arange(design.J + 1))
+    s2 = sigma**2
+    eye = np.eye(design.q)
     total = 0.0
-    for j in range(design.J):
-        rows = order[bounds[j] : bounds[j + 1]]
-        Zj = Z[:, j * q : (j + 1) * q].toarray()[rows]
-        V = sigma**2 * np.eye(len(rows)) + Zj @ T @ Zj.T
+    for rows, Zj in blocks if blocks is not None else cluster_blocks(design):
         r = design.y[rows] - design.X[rows] @ beta
-        C = np.linalg.cholesky(V)
-        w = np.linalg.solve(C, r)
-        total += -0.5 * (len(rows) * np.log(2 * np.pi) + 2 * np.log(np.diag(C)).sum() + w @ w)
+        ZL = Zj @ chol  # (n_j, q)
+        C = np.linalg.cholesky(eye + ZL.T @ ZL / s2)
+        w = np.linalg.solve(C, ZL.T @ r / s2)
+        logdet = len(rows) * np.log(s2) + 2 * np.log(np.diag(C)).sum()
+        total += -0.5 * (len(rows) * np.log(2 * np.pi) + logdet + r @ r / s2 - w @ w)
     return float(total)
 
 
-def graph_check(fit: Fit, draws: int) -> tuple[float, int]:
-    """Max |graph log-likelihood − explicit log-likelihood| over a few posterior draws."""
+def loglik_function(built: Any):
+    """The graph's log-likelihood as a NumPy function of its parameters.
+
+    Returns a callable ``f(beta=..., sigma=..., chol_u=..., u=...) -> float`` (``u`` only for
+    the forms that sample it), evaluating ``built.graph["loglik"]`` with those values put in
+    place of the model's random variables.
+    """
     import pytensor
     from pytensor.graph.replace import graph_replace
 
-    from bayesmix.build import build_model
-
-    built = fit.built or build_model(fit.design, fit.priors, likelihood=fit.likelihood)
     graph = built.graph
     names = [nt.BETA, nt.SIGMA, nt.CHOL_U] + ([nt.U] if nt.U in graph else [])
     inputs = {name: graph[name].type() for name in names}
     loglik = graph_replace(graph["loglik"], {graph[n]: inputs[n] for n in names}, strict=False)
     fn = pytensor.function([inputs[n] for n in names], loglik, mode="FAST_COMPILE",
                            on_unused_input="ignore")
+
+    def evaluate(**values: np.ndarray) -> float:
+        return float(fn(*[values[n] for n in names]))
+
+    return evaluate
+
+
+def graph_check(fit: Fit, draws: int) -> tuple[float, int]:
+    """Max |graph log-likelihood − explicit log-likelihood| over a few posterior draws."""
+    from bayesmix.build import build_model
+
+    built = fit.built or build_model(fit.design, fit.priors, likelihood=fit.likelihood)
+    in_graph = loglik_function(built)
     post = fit.posterior
     flat = {
         nt.BETA: post[nt.BETA].stack(s=("chain", "draw")).transpose("s", ...).to_numpy(),
@@ -173,15 +199,15 @@ def graph_check(fit: Fit, draws: int) -> tuple[float, int]:
         nt.U: post[nt.U].stack(s=("chain", "draw")).transpose("s", nt.DIM_CLUSTER,
                                                               nt.DIM_RANDOM).to_numpy(),
     }
+    blocks = cluster_blocks(fit.design) if fit.likelihood == "collapsed" else None
     total = flat[nt.SIGMA].shape[0]
     picks = np.linspace(0, total - 1, num=min(draws, total)).astype(int)
     worst = 0.0
     for s in picks:
-        args = [flat[n][s] for n in names]
-        in_graph = float(fn(*args))
+        point = {name: values[s] for name, values in flat.items()}
         here = explicit_loglik(
-            fit.design, fit.likelihood, flat[nt.BETA][s], flat[nt.U][s], flat[nt.CHOL_U][s],
-            float(flat[nt.SIGMA][s]),
+            fit.design, fit.likelihood, point[nt.BETA], point[nt.U], point[nt.CHOL_U],
+            float(point[nt.SIGMA]), blocks,
         )
-        worst = max(worst, abs(in_graph - here))
+        worst = max(worst, abs(in_graph(**point) - here))
     return worst, len(picks)
