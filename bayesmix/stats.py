@@ -235,39 +235,16 @@ def _chunk_arrays(
     spec: Spec, chunk: pd.DataFrame, levels: Levels, cluster_pos: pd.Index
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """X, Zq, y and cluster codes of one chunk, coded exactly as build_design codes them."""
-    from bayesmix.design.build import _Coder, _Column
+    from bayesmix.design.build import _Coder, model_columns
 
-    class _KnownLevels(_Coder):
-        def variable(self, var: str) -> list[_Column]:
-            if var not in levels.categorical or var in self.cache:
-                return super().variable(var)
-            text = self.data[var].astype(str)
-            cols = [
-                _Column(f"{var}[{lev}]", (lev,), (text == lev).to_numpy(dtype=float))
-                for lev in levels.categorical[var][1:]
-            ]
-            self.cache[var] = cols
-            return cols
-
-    coder = _KnownLevels(spec, chunk)
-    zcols = [
-        col.values
-        for coef in spec.coefficients
-        if coef.random is not None
-        for col in coder.product(coef.variables)
-    ]
-    xcols = [
-        a.values * b.values
-        for term in spec.fixed_terms
-        for a in coder.product(term.coefficient.variables)
-        for b in coder.product(term.gamma.variables)
-    ]
+    # The design's own coder, with the levels fixed: a level not in `levels` is an error.
+    cols = model_columns(spec, _Coder(spec, chunk, levels=dict(levels.categorical)))
     codes = cluster_pos.get_indexer(chunk[spec.cluster].astype(str))
     if (codes < 0).any():
         bad = chunk[spec.cluster][codes < 0].iloc[0]
         raise DataError(f"cluster {bad!r} is not among the cluster labels given in `levels`")
     y = chunk[spec.outcome].to_numpy(dtype=float)
-    return np.column_stack(xcols), np.column_stack(zcols), y, codes
+    return cols.X, cols.Zq, y, codes
 
 
 def stream_cluster_stats(

@@ -52,6 +52,17 @@ def test_categorical_level_absent_from_a_chunk_is_still_coded(tmp_path):
     np.testing.assert_allclose(st.M, ref.M, rtol=1e-12, atol=1e-9 * np.abs(ref.M).max())
 
 
+def test_level_missing_from_given_levels_is_an_error_not_zeros(tmp_path):
+    spec = bm.Spec.from_file(MODELS / "hsb.toml")
+    data = bm.api.load_data(spec)
+    path = tmp_path / "hsb.csv"
+    data.to_csv(path, index=False)
+    levels = scan_levels(path, spec)
+    only_public = type(levels)(levels.clusters, {"Sector": ("Public",)})
+    with pytest.raises(DataError, match="'Sector' takes values outside its known levels"):
+        stream_cluster_stats(path, spec, levels=only_public)
+
+
 def test_missing_values_raise_or_drop(tmp_path, dung_spec, dung_data):
     data = dung_data.copy()
     data.loc[3, "flies"] = np.nan

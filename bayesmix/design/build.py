@@ -255,7 +255,8 @@ class _Coder:
                 unseen = sorted(set(as_text) - set(levels))
                 if unseen:
                     raise DataError(
-                        f"{var!r} takes values the fitted model never saw: "
+                        f"{var!r} takes values outside its known levels (the fitted "
+                        f"model's, or those given): "
                         f"{validate._show(unseen)}; its levels are {validate._show(levels)}"
                     )
             else:
