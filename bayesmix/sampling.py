@@ -291,12 +291,12 @@ def _assemble(
     post = idata["posterior"].to_dataset()
     design = built.design
     chains, draws = post.sizes["chain"], post.sizes["draw"]
+    beta = post[nt.BETA].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()
     start = time.perf_counter()
     if nt.U not in post:
         rng = np.random.default_rng(
             None if settings.random_seed is None else [settings.random_seed, 1]
         )
-        beta = post[nt.BETA].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()
         chol = post[nt.CHOL_U].transpose("chain", "draw", nt.DIM_RANDOM, nt.DIM_RANDOM2)
         sigma = post[nt.SIGMA].to_numpy()
         u = draw_u_conditional(
@@ -311,7 +311,6 @@ def _assemble(
             u.reshape(chains, draws, design.J, design.q),
         )
         timings["u_draws"] = time.perf_counter() - start
-    beta = post[nt.BETA].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()
     u = post[nt.U].transpose("chain", "draw", nt.DIM_CLUSTER, nt.DIM_RANDOM).to_numpy()
     post[nt.COEF] = (
         ("chain", "draw", nt.DIM_CLUSTER, nt.DIM_LEVEL1),
