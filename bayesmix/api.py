@@ -10,7 +10,7 @@ import pandas as pd
 
 from bayesmix.build import build_model
 from bayesmix.design import build_design
-from bayesmix.errors import SpecError
+from bayesmix.errors import DataError, SpecError
 from bayesmix.fit_result import Fit
 from bayesmix.priors import Priors
 from bayesmix.sampling import sample
@@ -27,9 +27,18 @@ def load_data(spec: Spec) -> pd.DataFrame:
     path = Path(spec.data_path)
     if not path.exists():
         raise FileNotFoundError(f"the model's data file {path} does not exist")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise DataError(
+            f"the model's data file {path} cannot be read: "
+            + ("it is a folder" if isinstance(exc, IsADirectoryError) else
+               f"not UTF-8 text (byte {exc.start})")  # type: ignore[union-attr]
+            + "; save it as UTF-8 CSV, or read it yourself (pd.read_csv(path, encoding=...)) "
+            "and pass the DataFrame"
+        ) from None
 
 
 def fit(

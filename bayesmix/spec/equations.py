@@ -169,6 +169,26 @@ def _split_terms(tokens: list[_Token], line: str, lineno: int) -> list[list[_Fac
     return terms
 
 
+def _variables(term: list[_Factor], line: str, lineno: int) -> tuple[str, ...]:
+    """The variables of a product, refusing one that appears twice (``b1*X*X``)."""
+    seen: set[str] = set()
+    for f in term:
+        if f.kind != "var":
+            continue
+        if f.name in seen:
+            v = _name(f.name)
+            raise SpecError(
+                f"{v} appears twice in one product; squares are not supported yet (a formula "
+                f"cannot write them back: `{v}:{v}` means {v} in R). Add a column such as "
+                f"{v}_sq = {v}**2 to the data and use it instead",
+                text=line,
+                line=lineno,
+                position=f.pos,
+            )
+        seen.add(f.name)
+    return tuple(f.name for f in term if f.kind == "var")
+
+
 def _level1(terms, line, lineno):
     coefficients: list[tuple[str, tuple[str, ...]]] = []
     residual_seen = False
@@ -201,8 +221,7 @@ def _level1(terms, line, lineno):
                 line=lineno,
                 position=pos,
             )
-        variables = tuple(f.name for f in term if f.kind == "var")
-        coefficients.append((coefs[0].name, variables))
+        coefficients.append((coefs[0].name, _variables(term, line, lineno)))
     return coefficients
 
 
@@ -244,7 +263,7 @@ def _level2(terms, line, lineno):
                 line=lineno,
                 position=pos,
             )
-        gammas.append(Gamma(gam[0].name, tuple(f.name for f in term if f.kind == "var")))
+        gammas.append(Gamma(gam[0].name, _variables(term, line, lineno)))
     return tuple(gammas), random
 
 
@@ -268,6 +287,10 @@ def parse_equations(text: str) -> tuple[str, tuple[Coefficient, ...]]:
     SpecError
         Naming the line and the position of the fault.
     """
+    if not isinstance(text, str):
+        raise SpecError(
+            f"the equations are a string (one equation per line), not {type(text).__name__}"
+        )
     level1: tuple[int, str, list] | None = None
     level2: dict[str, tuple[int, str, tuple[Gamma, ...], str | None]] = {}
     for lineno, raw in enumerate(text.splitlines(), start=1):

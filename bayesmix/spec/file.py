@@ -30,7 +30,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from bayesmix.errors import SpecError
+from bayesmix.errors import BayesmixError, SpecError
 from bayesmix.priors import Priors
 from bayesmix.settings import SamplerSettings
 from bayesmix.spec.model import Spec
@@ -39,6 +39,64 @@ _KEYS = {
     "name", "description", "data", "cluster", "equations", "formula", "categorical",
     "reference", "priors", "sampler", "level2",
 }
+_TEXT_KEYS = ("name", "description", "data", "cluster", "equations", "formula")
+_NAMES_KEYS = ("categorical", "level2")
+_TABLE_KEYS = ("reference", "priors", "sampler")
+
+
+def _toml_type(value: object) -> str:
+    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+             list: "an array", dict: "a table"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def _check_types(path: Path, raw: dict) -> None:
+    """Every key has the TOML type it needs; name the file, the key and the value."""
+
+    def fail(key: str, expected: str, value: object) -> None:
+        raise SpecError(
+            f"{path}: `{key}` must be {expected}, not {_toml_type(value)} ({value!r})"
+        )
+
+    for key in _TEXT_KEYS:
+        if key in raw and not isinstance(raw[key], str):
+            fail(key, "a string", raw[key])
+    for key in _NAMES_KEYS:
+        value = raw.get(key)
+        if value is not None and not isinstance(value, str) and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            fail(key, 'a column name or an array of them, e.g. ["Sector"]', value)
+    for key in _TABLE_KEYS:
+        if key in raw and not isinstance(raw[key], dict):
+            fail(key, f"a table ([{key}] followed by `key = value` lines)", raw[key])
+    for col, level in raw.get("reference", {}).items():
+        if not isinstance(level, (str, int)) or isinstance(level, bool):
+            fail(f"reference.{col}", "a level written as a string", level)
+
+
+def _read_text(path: Path) -> str:
+    if path.is_dir():
+        raise SpecError(f"{path} is a folder, not a model file; name a .toml file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}); save "
+            "the model file as UTF-8"
+        ) from None
+
+
+def _data_path(path: Path, raw: dict) -> Path | None:
+    if "data" not in raw:
+        return None
+    data_path = (path.parent / raw["data"]).resolve()
+    if data_path.is_dir():
+        raise SpecError(
+            f"{path}: `data` = {raw['data']!r} is a folder ({data_path}); name the data file "
+            "(CSV or Parquet), relative to the model file"
+        )
+    return data_path
 
 
 def read_model_file(path: str | Path) -> Spec:
@@ -47,12 +105,13 @@ def read_model_file(path: str | Path) -> Spec:
     Raises
     ------
     SpecError
-        Naming the file, and the line within the equations for equation errors.
+        Naming the file, and the key (or the line within the equations) at fault: a value of
+        the wrong type, a folder or a file that is not UTF-8 text, ``data`` naming a folder.
     FileNotFoundError
         If the file does not exist.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -62,13 +121,14 @@ def read_model_file(path: str | Path) -> Spec:
         raise SpecError(
             f"{path}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(_KEYS))}"
         )
+    _check_types(path, raw)
     has_eq, has_formula = "equations" in raw, "formula" in raw
     if has_eq == has_formula:
         raise SpecError(f"{path}: give exactly one of `equations` or `formula`")
-    data_path = (path.parent / raw["data"]).resolve() if "data" in raw else None
+    data_path = _data_path(path, raw)
     common = {
         "reference": raw.get("reference"),
-        "categorical": tuple(raw.get("categorical", ())),
+        "categorical": raw.get("categorical", ()),
         "name": raw.get("name", path.stem),
     }
     try:
@@ -82,12 +142,22 @@ def read_model_file(path: str | Path) -> Spec:
                 raise SpecError(
                     f"`cluster` is {raw['cluster']!r} but the formula groups by {spec.cluster!r}"
                 )
-        priors = Priors.from_dict(raw["priors"]) if "priors" in raw else None
-        sampler = (
-            SamplerSettings.from_dict(raw["sampler"], where="[sampler]")
-            if "sampler" in raw
-            else None
-        )
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
+    priors = _section(path, "priors", raw, Priors.from_dict)
+    sampler = _section(
+        path, "sampler", raw, lambda d: SamplerSettings.from_dict(d, where="[sampler]")
+    )
     return spec.with_options(data_path=data_path, priors=priors, sampler=sampler)
+
+
+def _section(path: Path, key: str, raw: dict, read):
+    """Read the [priors] or [sampler] table; any failure names the file and the table."""
+    if key not in raw:
+        return None
+    try:
+        return read(raw[key])
+    except BayesmixError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise SpecError(f"{path}: [{key}]: a value has the wrong type or form ({exc})") from None

@@ -1,8 +1,12 @@
 """lme4 formulas with one grouping factor: parsing, conversion to L1/L2, and back.
 
 Supported syntax: ``y ~ a + b + a:b``, ``a*b`` (= a + b + a:b, distributing over parentheses
-as in ``X*(M + W)``), ``1``, ``0`` / ``-1`` (no intercept), ``- term``, and one random part
-``(1 + X | g)`` or ``(0 + X | g)``.  Names that are not plain identifiers go in backticks.
+as in ``X*(M + W)``), ``1``, ``0`` / ``-1`` (no intercept, also first: ``y ~ -1 + X``),
+``- term``, and one random part ``(1 + X | g)`` or ``(0 + X | g)``.  Names that are not plain
+identifiers go in backticks.  Refused with a SpecError: a variable multiplied by itself
+(``X:X``, ``X*X``: R reads it as X, which is rarely meant), a subtracted random part,
+parentheses nested deeper than :data:`MAX_DEPTH` and products that expand to more than
+:data:`MAX_TERMS` terms.
 
 ``formulae`` (bambi's engine) was considered: it builds design matrices, but bayesmix needs
 each fixed term split into its level-1 and level-2 parts to name the γ's, and the grammar of
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
@@ -58,11 +62,18 @@ class ParsedFormula:
     text: str
 
 
+MAX_DEPTH = 50
+"""Deepest nesting of parentheses a formula may have."""
+
+MAX_TERMS = 1024
+"""Most terms one product may expand to (``x1*...*x10`` gives 1023)."""
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens: list[tuple[str, str, int]] = []
-        i = 0
+        i = depth = 0
         while i < len(text):
             m = _TOKEN.match(text, i)
             if m is None:
@@ -75,15 +86,23 @@ class _Parser:
                 self.tokens.append(("number", m.group("number"), i + 1))
             elif m.group("op"):
                 self.tokens.append(("op", m.group("op"), i + 1))
+                depth += {"(": 1, ")": -1}.get(m.group("op"), 0)
+                if depth > MAX_DEPTH:
+                    self.fail(f"parentheses are nested more than {MAX_DEPTH} deep; remove the "
+                              "redundant ones", i + 1)
             i = m.end()
         self.i = 0
         self.random: list[tuple[list[Term], bool, str, int]] = []
 
-    def fail(self, message: str, pos: int | None = None):
+    def fail(self, message: str, pos: int | None = None) -> NoReturn:
         raise SpecError(message, text=self.text, line=None, position=pos)
 
     def peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def peek_op(self, ops: tuple[str, ...]) -> tuple[str, str, int] | None:
+        tok = self.peek()
+        return tok if tok is not None and tok[0] == "op" and tok[1] in ops else None
 
     def take(self, text: str | None = None) -> tuple[str, str, int]:
         tok = self.peek()
@@ -95,34 +114,38 @@ class _Parser:
         self.i += 1
         return tok
 
-    # sum := product (('+' | '-') product)*
+    # sum := ['+' | '-'] product (('+' | '-') product)*
     def parse_sum(self, top: bool = False) -> tuple[list[Term], bool | None]:
-        terms: list[Term] = []
+        terms: dict[frozenset[str], Term] = {}
         intercept: bool | None = None
-        sign = "+"
+        sign, sign_pos = "+", 0
+        if (tok := self.peek_op(("+", "-"))) is not None:  # `-1 + X`, as in R
+            sign, sign_pos = tok[1], tok[2]
+            self.i += 1
         while True:
             tok = self.peek()
-            if tok is not None and tok[0] == "op" and tok[1] == "(" and top and self._is_random():
+            if self.peek_op(("(",)) and top and self._is_random():
+                if sign == "-":
+                    self.fail("a random part cannot be subtracted; write `+ (1 | g)` (and "
+                              "`(0 + X | g)` for no random intercept)", sign_pos)
                 self.parse_random()
             else:
                 new, icpt = self.parse_product()
                 if sign == "-":
-                    if icpt is True and not new:
-                        intercept = False
+                    if icpt is not None:
+                        intercept = not icpt  # `- 1` drops the intercept, `- 0` keeps it (R)
                     for t in new:
-                        terms = [x for x in terms if set(x) != set(t)]
+                        terms.pop(frozenset(t), None)
                 else:
                     if icpt is not None:
                         intercept = icpt
                     for t in new:
-                        if all(set(x) != set(t) for x in terms):
-                            terms.append(t)
-            tok = self.peek()
-            if tok is not None and tok[0] == "op" and tok[1] in "+-":
-                sign = tok[1]
+                        terms.setdefault(frozenset(t), t)
+            if (tok := self.peek_op(("+", "-"))) is not None:
+                sign, sign_pos = tok[1], tok[2]
                 self.i += 1
                 continue
-            return terms, intercept
+            return list(terms.values()), intercept
 
     def _is_random(self) -> bool:
         depth = 0
@@ -161,22 +184,39 @@ class _Parser:
     # product := interaction ('*' interaction)*
     def parse_product(self) -> tuple[list[Term], bool | None]:
         terms, icpt = self.parse_interaction()
-        while (tok := self.peek()) is not None and tok[0] == "op" and tok[1] == "*":
+        while (tok := self.peek_op(("*",))) is not None:
             self.i += 1
             right, _ = self.parse_interaction()
+            if len(terms) * (len(right) + 1) + len(right) > MAX_TERMS:
+                self.fail(f"this product expands to more than {MAX_TERMS} terms; write the "
+                          "interactions you need with ':' instead of '*'", tok[2])
             combined = list(terms) + list(right)
-            combined += [_join(a, b) for a in terms for b in right]
+            combined += [self._join(a, b, tok[2]) for a in terms for b in right]
             terms = _dedupe(combined)
         return terms, icpt
 
     # interaction := atom (':' atom)*
     def parse_interaction(self) -> tuple[list[Term], bool | None]:
         terms, icpt = self.parse_atom()
-        while (tok := self.peek()) is not None and tok[0] == "op" and tok[1] == ":":
+        while (tok := self.peek_op((":",))) is not None:
             self.i += 1
             right, _ = self.parse_atom()
-            terms = _dedupe([_join(a, b) for a in terms for b in right])
+            if len(terms) * len(right) > MAX_TERMS:
+                self.fail(f"this interaction expands to more than {MAX_TERMS} terms", tok[2])
+            terms = _dedupe([self._join(a, b, tok[2]) for a in terms for b in right])
         return terms, icpt
+
+    def _join(self, a: Term, b: Term, pos: int) -> Term:
+        twice = [v for v in b if v in a]
+        if twice:
+            v = _quote(twice[0])
+            self.fail(
+                f"{v} is multiplied by itself; in R `{v}:{v}` and `{v}*{v}` mean just {v}, so "
+                f"write {v} alone, or for a square add a column such as {v}_sq = {v}**2 to the "
+                f"data (transformations such as I({v}^2) are not supported yet)",
+                pos,
+            )
+        return a + b
 
     def parse_atom(self) -> tuple[list[Term], bool | None]:
         tok = self.take()
@@ -185,9 +225,9 @@ class _Parser:
             nxt = self.peek()
             if nxt is not None and nxt[1] == "(":
                 self.fail(
-                    f"function calls such as {text}(...) are not supported in formulas; add the "
-                    "transformed variable as a column of the data (categorical coding is "
-                    "automatic for text columns; set `categorical=` for numeric codes)",
+                    f"function calls such as {text}(...) are not supported in formulas yet; "
+                    "add the transformed variable as a column of the data (categorical coding "
+                    "is automatic for text columns; set `categorical=` for numeric codes)",
                     pos,
                 )
             return [(text,)], None
@@ -204,7 +244,6 @@ class _Parser:
         if text == "^" or text == "/":
             self.fail(f"the operator {text!r} is not supported; write the terms out", pos)
         self.fail(f"unexpected {text!r}", pos)
-        raise AssertionError  # unreachable
 
     def parse(self) -> ParsedFormula:
         tilde = [i for i, t in enumerate(self.tokens) if t[1] == "~"]
@@ -240,16 +279,11 @@ class _Parser:
         return ParsedFormula(outcome, tuple(fixed), tuple(rterms), cluster, self.text)
 
 
-def _join(a: Term, b: Term) -> Term:
-    return a + tuple(v for v in b if v not in a)
-
-
 def _dedupe(terms: list[Term]) -> list[Term]:
-    out: list[Term] = []
+    out: dict[frozenset[str], Term] = {}
     for t in terms:
-        if all(set(x) != set(t) for x in out):
-            out.append(t)
-    return out
+        out.setdefault(frozenset(t), t)
+    return list(out.values())
 
 
 def parse_formula(text: str) -> ParsedFormula:
@@ -260,6 +294,10 @@ def parse_formula(text: str) -> ParsedFormula:
     SpecError
         With the position of the fault in the formula.
     """
+    if not isinstance(text, str):
+        raise SpecError(
+            f"a formula is a string such as 'y ~ X + (1 | g)', not {type(text).__name__}"
+        )
     return _Parser(text).parse()
 
 
@@ -293,7 +331,7 @@ def spec_parts_from_formula(
     """
     all_vars = list(dict.fromkeys(v for t in parsed.fixed + parsed.random for v in t))
     if level2 is not None:
-        l2 = set(level2)
+        l2 = {level2} if isinstance(level2, str) else set(level2)
     elif data is not None:
         random_vars = {v for t in parsed.random for v in t}
         l2 = _level2_from_data(data, parsed.cluster, [v for v in all_vars

@@ -129,6 +129,10 @@ class Spec:
     sampler: SamplerSettings | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        # Normalised here so that every constructor and with_options() share one rule.
+        object.__setattr__(self, "categorical", _names(self.categorical, "categorical"))
+        if isinstance(self.reference, dict):
+            object.__setattr__(self, "reference", _ref_tuple(self.reference))
         _validate(self)
 
     # ------------------------------------------------------------------ constructors
@@ -154,8 +158,8 @@ class Spec:
             Column that identifies the clusters j.
         reference : dict, optional
             Reference level per categorical column, e.g. ``{"Sector": "Public"}``.
-        categorical : sequence of str, optional
-            Numeric columns to treat as categorical.
+        categorical : str or sequence of str, optional
+            Numeric columns to treat as categorical; a single string is one column name.
         name : str, optional
             Model name.
 
@@ -176,7 +180,7 @@ class Spec:
             cluster=cluster,
             coefficients=coefficients,
             reference=_ref_tuple(reference),
-            categorical=tuple(categorical),
+            categorical=categorical,  # type: ignore[arg-type]  # normalised in __post_init__
             name=name,
         )
 
@@ -206,8 +210,8 @@ class Spec:
             and interactions, ``:`` is an interaction, ``0`` or ``-1`` drops the intercept.
         data : DataFrame, optional
             Used only to find the level-2 variables.
-        level2 : sequence of str, optional
-            Level-2 variables, overriding what ``data`` would say.
+        level2 : str or sequence of str, optional
+            Level-2 variables, overriding what ``data`` would say; a single string is one name.
         reference, categorical, name
             As in :meth:`from_equations`.
 
@@ -218,13 +222,14 @@ class Spec:
         from bayesmix.spec.formula import parse_formula, spec_parts_from_formula
 
         parsed = parse_formula(formula)
-        outcome, cluster, coefficients = spec_parts_from_formula(parsed, data=data, level2=level2)
+        l2 = None if level2 is None else _names(level2, "level2")
+        outcome, cluster, coefficients = spec_parts_from_formula(parsed, data=data, level2=l2)
         return cls(
             outcome=outcome,
             cluster=cluster,
             coefficients=coefficients,
             reference=_ref_tuple(reference),
-            categorical=tuple(categorical),
+            categorical=categorical,  # type: ignore[arg-type]  # normalised in __post_init__
             name=name,
         )
 
@@ -305,7 +310,31 @@ class Spec:
 def _ref_tuple(reference: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
     if not reference:
         return ()
+    if not isinstance(reference, dict):
+        raise SpecError(
+            "`reference` maps a categorical column to its reference level, e.g. "
+            f"{{'Sector': 'Public'}}; got {type(reference).__name__}"
+        )
     return tuple((str(k), str(v)) for k, v in reference.items())
+
+
+def _names(value: object, what: str) -> tuple[str, ...]:
+    """Column names from a sequence of str; a single string is one name, not its letters."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, dict) or not hasattr(value, "__iter__"):
+        raise SpecError(
+            f"`{what}` is a column name or a list of column names, not {type(value).__name__}"
+        )
+    items = tuple(value)  # type: ignore[arg-type]
+    bad = [v for v in items if not isinstance(v, str)]
+    if bad:
+        raise SpecError(
+            f"`{what}` lists column names as text; {bad[0]!r} is a {type(bad[0]).__name__}"
+        )
+    return items
 
 
 def _unique(items) -> tuple[str, ...]:
@@ -320,6 +349,9 @@ _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
 
 def _validate(spec: Spec) -> None:
     """Check the internal consistency every constructor relies on."""
+    for what, value in (("outcome", spec.outcome), ("cluster", spec.cluster)):
+        if not isinstance(value, str) or not value:
+            raise SpecError(f"the {what} must be a column name (text), not {value!r}")
     if not spec.coefficients:
         raise SpecError("the model has no level-1 coefficient; write at least `y = b0 + e`")
     seen_coef: set[str] = set()
@@ -337,6 +369,9 @@ def _validate(spec: Spec) -> None:
                 f"{coef.term!r}; merge them into one coefficient"
             )
         seen_l1[key] = coef.name
+        _check_product(coef.name, coef.variables)
+        for gamma in coef.gammas:
+            _check_product(gamma.name, gamma.variables)
         if not coef.gammas and coef.random is None:
             raise SpecError(
                 f"the level-2 equation of {coef.name} has neither a γ nor a U term; "
@@ -379,3 +414,23 @@ def _validate(spec: Spec) -> None:
         )
     if spec.cluster == spec.outcome:
         raise SpecError(f"the cluster column {spec.cluster!r} is also the outcome")
+
+
+def _check_product(name: str, variables: tuple[str, ...]) -> None:
+    """Predictor names are text without brackets, each at most once in a product."""
+    for k, var in enumerate(variables):
+        if not isinstance(var, str) or not var:
+            raise SpecError(f"{name} multiplies {var!r}; a variable is a column name (text)")
+        if "[" in var or "]" in var:
+            raise SpecError(
+                f"the column name {var!r} has brackets, which bayesmix uses for the levels of "
+                "categorical predictors (`Sector[Catholic]`) and for subscripts (`X[ij]`); "
+                f"rename the column, e.g. data.rename(columns={{{var!r}: "
+                f"{var.replace('[', '_').replace(']', '')!r}}})"
+            )
+        if var in variables[:k]:
+            raise SpecError(
+                f"{name} multiplies {var!r} twice; squares are not supported yet (`{var}:{var}` "
+                f"means {var} in a formula). Add a column such as {var}_sq = {var}**2 to the "
+                "data and use it instead"
+            )

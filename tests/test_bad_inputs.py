@@ -1,0 +1,230 @@
+"""Inputs that used to be silently reinterpreted, or leaked a raw Python exception (issue 9 §4)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bayesmix as bm
+from bayesmix.errors import BayesmixError, SpecError
+from bayesmix.spec.equations import parse_equations
+from bayesmix.spec.formula import MAX_DEPTH, MAX_TERMS, parse_formula
+from bayesmix.spec.model import Coefficient, Gamma, Spec
+
+# ------------------------------------------------------------------ formulas
+
+
+def test_leading_minus_one_drops_the_intercept():
+    spec = Spec.from_formula("y ~ -1 + X + (1 | g)")
+    assert spec == Spec.from_formula("y ~ 0 + X + (1 | g)")
+    assert spec.to_formula() == "y ~ 0 + X + (1 | g)"
+
+
+def test_minus_one_inside_a_subtracted_group_drops_the_intercept():
+    parsed = parse_formula("y ~ X + M - (1 + M) + (1 | g)")
+    assert parsed.fixed == (("X",),)
+
+
+def test_subtracted_random_part_is_refused():
+    with pytest.raises(SpecError, match="cannot be subtracted") as err:
+        Spec.from_formula("y ~ X - (1 | g)")
+    assert err.value.position == 7
+
+
+@pytest.mark.parametrize("formula", ["y ~ X*X + (1 | g)", "y ~ X:X + (1 | g)",
+                                     "y ~ X*M*X + (1 | g)", "y ~ X + (X:X | g)"])
+def test_variable_times_itself_is_refused_in_formulas(formula):
+    with pytest.raises(SpecError, match=r"multiplied by itself.*I\(X\^2\) are not supported"):
+        Spec.from_formula(formula)
+
+
+def test_deeply_nested_parentheses_are_a_spec_error():
+    deep = "y ~ " + "(" * 5000 + "X" + ")" * 5000 + " + (1 | g)"
+    with pytest.raises(SpecError, match=f"nested more than {MAX_DEPTH} deep"):
+        Spec.from_formula(deep)
+    ok = "y ~ " + "(" * 20 + "X" + ")" * 20 + " + (1 | g)"
+    assert Spec.from_formula(ok).level1_variables == ("X",)
+
+
+def test_long_products_are_refused_fast_and_long_sums_are_linear():
+    thirteen = "y ~ " + "*".join(f"x{i}" for i in range(13)) + " + (1 | g)"
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match=f"more than {MAX_TERMS} terms"):
+        Spec.from_formula(thirteen)
+    ten = "y ~ " + "*".join(f"x{i}" for i in range(10)) + " + (1 | g)"
+    assert len(Spec.from_formula(ten).fixed_terms) == 1024
+    assert time.perf_counter() - start < 2.0
+    wide = "y ~ " + " + ".join(f"x{i}" for i in range(3000)) + " + (1 | g)"
+    start = time.perf_counter()
+    assert len(Spec.from_formula(wide).fixed_terms) == 3001
+    assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("bad", [None, 3, ["y ~ X + (1 | g)"]])
+def test_formula_that_is_not_text(bad):
+    with pytest.raises(SpecError, match="a formula is a string"):
+        Spec.from_formula(bad)
+
+
+@pytest.mark.parametrize("formula, message", [
+    ("", "exactly one '~'"),
+    ("y ~", "ends where"),
+    ("y ~ (X + (1 | g)", r"expected '\)'"),
+    ("y ~ X) + (1 | g)", r"unexpected '\)'"),
+    ("y ~ log(X) + (1 | g)", "not supported in formulas yet"),
+])
+def test_other_malformed_formulas(formula, message):
+    with pytest.raises(SpecError, match=message):
+        Spec.from_formula(formula)
+
+
+# ------------------------------------------------------------------ equations
+
+
+def test_variable_twice_in_an_equation_product_is_refused():
+    text = "y = b0 + b1*X*X + e\nb0 = g00 + U0\nb1 = g10"
+    with pytest.raises(SpecError, match="X appears twice") as err:
+        Spec.from_equations(text, "g")
+    assert (err.value.line, err.value.position) == (1, 15)  # the second X
+    with pytest.raises(SpecError, match="M appears twice"):
+        Spec.from_equations("y = b0 + e\nb0 = g00 + g01*M*M + U0", "g")
+
+
+def test_spec_built_directly_refuses_a_repeated_variable():
+    coefs = (Coefficient("b0", (), (Gamma("g00"),), "U0"),
+             Coefficient("b1", ("X", "X"), (Gamma("g10"),)))
+    with pytest.raises(SpecError, match="b1 multiplies 'X' twice"):
+        Spec("y", "g", coefs)
+
+
+def test_equations_that_are_not_text():
+    with pytest.raises(SpecError, match="the equations are a string"):
+        Spec.from_equations(5, "g")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Spec.from_formula("y ~ `X[1]` + (1 | g)"),
+    lambda: Spec.from_equations("y = b0 + b1*`X[1]` + e\nb0 = g00 + U0\nb1 = g10", "g"),
+])
+def test_column_named_like_a_coded_level_is_refused(make):
+    with pytest.raises(SpecError, match=r"'X\[1\]' has brackets.*'X_1'"):
+        make()
+
+
+# ------------------------------------------------------------------ names and options
+
+
+def test_a_single_string_is_one_name():
+    spec = Spec.from_formula("y ~ X + Sector + (1 | g)", categorical="Sector")
+    assert spec.categorical == ("Sector",)
+    spec = Spec.from_equations("y = b0 + e\nb0 = g00 + U0", "g", categorical="g2")
+    assert spec.categorical == ("g2",)
+    assert spec.with_options(categorical="Z").categorical == ("Z",)
+    spec = Spec.from_formula("y ~ X + MEANSES + (1 | g)", level2="MEANSES")
+    assert spec.level2_variables == ("MEANSES",)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (5, "not int"), ([1], "1 is a int"), ({"a": 1}, "not dict"),
+])
+def test_categorical_of_the_wrong_type(bad, message):
+    with pytest.raises(SpecError, match=message):
+        Spec.from_formula("y ~ X + (1 | g)", categorical=bad)
+
+
+def test_reference_that_is_not_a_mapping():
+    with pytest.raises(SpecError, match="`reference` maps"):
+        Spec.from_formula("y ~ X + (1 | g)", reference=["Sector"])
+
+
+def test_cluster_that_is_not_text():
+    with pytest.raises(SpecError, match="the cluster must be a column name"):
+        Spec.from_equations("y = b0 + e\nb0 = g00 + U0", 5)
+
+
+# ------------------------------------------------------------------ model files
+
+
+def _write(tmp_path, body: str, name: str = "m.toml"):
+    path = tmp_path / name
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+BASE = 'formula = "y ~ X + (1 | g)"\n'
+
+
+@pytest.mark.parametrize("line, key", [
+    ("cluster = 5", "`cluster` must be a string"),
+    ("categorical = 5", "`categorical` must be a column name or an array"),
+    ("categorical = [1, 2]", "`categorical` must be"),
+    ("level2 = true", "`level2` must be"),
+    ('reference = "Sector"', "`reference` must be a table"),
+    ("priors = 3", "`priors` must be a table"),
+    ("[reference]\nSector = 1.5", "`reference.Sector` must be a level"),
+    ('[priors]\neta = "x"', r"\[priors\]"),
+    ("[priors]\nbeta = 3", r"\[priors\]"),
+    ('[sampler]\ndraws = "x"', r"\[sampler\]"),
+])
+def test_model_file_values_of_the_wrong_type(tmp_path, line, key):
+    path = _write(tmp_path, BASE + line + "\n")
+    with pytest.raises(SpecError, match=key) as err:
+        Spec.from_file(path)
+    assert str(path) in str(err.value)
+
+
+def test_model_file_single_string_categorical(tmp_path):
+    path = _write(tmp_path, BASE + 'categorical = "X"\n')
+    assert Spec.from_file(path).categorical == ("X",)
+
+
+def test_model_file_that_is_a_folder_or_not_utf8(tmp_path):
+    with pytest.raises(SpecError, match="is a folder, not a model file"):
+        Spec.from_file(tmp_path)
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(('name = "caf\u00e9"\n' + BASE).encode("latin-1"))
+    with pytest.raises(SpecError, match="not UTF-8 text"):
+        Spec.from_file(path)
+
+
+def test_model_file_data_that_is_a_folder(tmp_path):
+    (tmp_path / "data").mkdir()
+    path = _write(tmp_path, BASE + 'data = "data"\n')
+    with pytest.raises(SpecError, match="`data` = 'data' is a folder"):
+        Spec.from_file(path)
+
+
+def test_model_file_data_not_utf8(tmp_path):
+    (tmp_path / "d.csv").write_bytes("y,X,g\n1,2,caf\u00e9\n".encode("latin-1"))
+    spec = Spec.from_file(_write(tmp_path, BASE + 'data = "d.csv"\n'))
+    with pytest.raises(bm.errors.DataError, match=r"d\.csv cannot be read: not UTF-8"):
+        bm.api.load_data(spec)
+
+
+# ------------------------------------------------------------------ fuzz
+
+_ALPHABET = [*"yXMg01 ~+-*:()|^/`=.[]#\n", "b0", "b1", "g00", "g10", "U0", "e", "log"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_ALPHABET), max_size=30).map("".join))
+def test_formula_parser_raises_only_bayesmix_errors(text):
+    for attempt in (text, "y ~ " + text, "y ~ " + text + " + (1 | g)"):
+        try:
+            Spec.from_formula(attempt)
+        except BayesmixError:
+            pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_ALPHABET), max_size=30).map("".join))
+def test_equation_parser_raises_only_bayesmix_errors(text):
+    for attempt in (text, "y = " + text, "y = b0 + " + text + "\nb0 = g00 + U0"):
+        try:
+            parse_equations(attempt)
+            Spec.from_equations(attempt, "g")
+        except BayesmixError:
+            pass
