@@ -11,6 +11,8 @@ The pipeline (each stage a plain function with a frozen result)::
 ``fit(spec, data, ...)`` chains them.
 """
 
+# First: sets PyTensor's BLAS flags before anything imports PyTensor (see bayesmix/_blas.py).
+from bayesmix import _blas  # noqa: F401
 from bayesmix.api import fit, load_data
 from bayesmix.build import BuiltModel, build_model
 from bayesmix.checks import (
