@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
+
+import numpy as np
 
 from bayesmix.errors import SpecError
 
@@ -26,7 +29,7 @@ class SamplerSettings:
     tune : int
         Warm-up draws per chain (discarded).
     chains : int
-        Number of chains.
+        Number of chains; 1 is allowed with a warning (R-hat needs at least 2).
     target_accept : float
         NUTS target acceptance probability; raise it (0.95, 0.99) when there are divergences.
     random_seed : int or None
@@ -49,6 +52,14 @@ class SamplerSettings:
         ``"auto"`` picks ``"c"`` for small models (≤ 100 clusters, and ≤ 20,000 rows for the
         row-wise likelihood), where compiling dominates, and ``"numba"`` otherwise, where the
         fused, GIL-free gradient pays for the compile (measured in ``benchmarks/run.py``).
+
+    Raises
+    ------
+    SpecError
+        On construction, naming the field: a count that is not a whole number of the right
+        size (``cores=0``, ``draws=1.5``, ``chains=True``), a seed that is negative or not a
+        whole number, a ``target_accept`` that is not a number in (0, 1), a non-boolean
+        ``progressbar``, or an unknown sampler, likelihood or back end.
     """
 
     draws: int = 1000
@@ -63,25 +74,50 @@ class SamplerSettings:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
+        for name, choices in (
+            ("sampler", SAMPLERS), ("backend", BACKENDS), ("likelihood", LIKELIHOODS)
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in choices:
+                raise SpecError(
+                    f"unknown {name} {value!r}; choose one of {', '.join(choices)}"
+                )
+        # Plain ints and floats (not numpy scalars), so the settings stay JSON-serialisable.
+        set_ = object.__setattr__
+        set_(self, "draws", _whole("draws", self.draws, 1))
+        set_(self, "tune", _whole("tune", self.tune, 0))
+        set_(self, "chains", _whole("chains", self.chains, 1))
+        if self.cores is not None:
+            set_(self, "cores", _whole("cores", self.cores, 1, none="None (the sampler chooses)"))
+        if self.random_seed is not None:
+            seed = _whole("random_seed", self.random_seed, 0, none="None (a fresh seed each time)")
+            if seed >= 2**64:
+                raise SpecError(f"random_seed must be below 2**64, not {seed}")
+            set_(self, "random_seed", seed)
+        ta = self.target_accept
+        real = (int, float, np.integer, np.floating)
+        if isinstance(ta, (bool, np.bool_)) or not isinstance(ta, real):
             raise SpecError(
-                f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}"
+                f"target_accept must be a number in (0, 1) such as 0.9, not {ta!r} "
+                f"({type(ta).__name__})"
             )
-        if self.backend not in BACKENDS:
-            raise SpecError(
-                f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}"
+        if not 0 < float(ta) < 1:
+            raise SpecError(f"target_accept must lie strictly between 0 and 1, not {ta}")
+        set_(self, "target_accept", float(ta))
+        if self.progressbar is not None:
+            if not isinstance(self.progressbar, (bool, np.bool_)):
+                raise SpecError(
+                    f"progressbar must be true, false or None (automatic), not "
+                    f"{self.progressbar!r} ({type(self.progressbar).__name__})"
+                )
+            set_(self, "progressbar", bool(self.progressbar))
+        if self.chains == 1:
+            warnings.warn(
+                "chains=1: R-hat needs at least 2 chains, so convergence cannot be checked; "
+                "use chains=4 (the default) for results you report",
+                UserWarning,
+                stacklevel=3,
             )
-        if self.likelihood not in LIKELIHOODS:
-            raise SpecError(
-                f"unknown likelihood {self.likelihood!r}; choose one of {', '.join(LIKELIHOODS)}"
-            )
-        for name in ("draws", "chains"):
-            if int(getattr(self, name)) < 1:
-                raise SpecError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if int(self.tune) < 0:
-            raise SpecError(f"tune must be 0 or more, not {self.tune}")
-        if not 0 < float(self.target_accept) < 1:
-            raise SpecError(f"target_accept must lie in (0, 1), not {self.target_accept}")
 
     @classmethod
     def from_dict(
@@ -103,3 +139,16 @@ class SamplerSettings:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable)."""
         return asdict(self)
+
+
+def _whole(name: str, value: Any, least: int, *, none: str | None = None) -> int:
+    """Refuse anything but a whole number (not a bool, float or text) of at least ``least``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        also = f", or {none}" if none else ""
+        raise SpecError(
+            f"{name} must be a whole number{also}, not {value!r} ({type(value).__name__})"
+        )
+    if value < least:
+        what = "at least 1" if least == 1 else f"{least} or more"
+        raise SpecError(f"{name} must be {what}, not {value}")
+    return int(value)
