@@ -78,6 +78,9 @@ class Comparison:
     def __str__(self) -> str:
         return format_comparison(self)
 
+    def __repr__(self) -> str:
+        return comparison_repr(self)
+
     def _repr_html_(self) -> str:
         parts = []
         if not self.reml.converged:
@@ -328,6 +331,31 @@ def _fmt_z(v: float) -> str:
     return "–" if not np.isfinite(v) else f"{v:+.2f}"
 
 
+def comparison_repr(cmp: Comparison, width: int = 100) -> str:
+    """A short view: REML, posterior mean and sd, z and verdict per parameter; u in one line."""
+    from bayesmix.checks.summary import significant
+
+    out = []
+    if not cmp.reml.converged:
+        out.append("WARNING: the REML fit did not converge; no verdicts are given.")
+    out.append(f"Comparison: posterior vs {cmp.reml.method} ({cmp.reml.origin}), "
+               f"{cmp.design.spec.to_formula()}")
+    short = {AGREES: "agrees", DIFFERS: "differs", NO_REML_VALUE: "no REML value",
+             NO_VERDICT_UNCONVERGED: "no verdict"}
+    t = cmp.table
+    view = pd.DataFrame({
+        "REML": t["REML"].map(significant), "mean": t["mean"].map(significant),
+        "sd": t["sd"].map(lambda v: significant(v, 3)), "z": t["z"].map(_fmt_z),
+        "verdict": t["verdict"].map(lambda v: short.get(v, v)),
+    }, index=t.index)
+    out.append(view.to_string(max_colwidth=width))
+    ut = cmp.u_table
+    n_ok = int((ut["verdict"] == AGREES).sum())
+    out.append(f"u: {n_ok} of {len(ut)} posterior means within one posterior sd of the BLUP. "
+               "print() for both tables and the notes")
+    return "\n".join(out)
+
+
 def format_comparison(cmp: Comparison, *, max_u_rows: int = 40) -> str:
     """Render both tables and the notes as plain text."""
     out = []
@@ -347,5 +375,9 @@ def format_comparison(cmp: Comparison, *, max_u_rows: int = 40) -> str:
                                    formatters={"z": _fmt_z}))
         if len(ut) > max_u_rows:
             out.append(f"... {len(ut) - max_u_rows} more rows in .u_table")
-    out += ["", "Notes:"] + [f"- {n}" for n in cmp.notes]
+    import textwrap
+
+    out += ["", "Notes:"]
+    for note in cmp.notes:
+        out += textwrap.wrap(note, 100, initial_indent="- ", subsequent_indent="  ")
     return "\n".join(out)

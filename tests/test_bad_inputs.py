@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import time
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
+import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bayesmix as bm
-from bayesmix.errors import BayesmixError, SpecError
+from bayesmix import notation as nt
+from bayesmix.design import build_design
+from bayesmix.design.validate import check_cluster_labels
+from bayesmix.errors import BayesmixError, DataError, SpecError
 from bayesmix.spec.equations import parse_equations
 from bayesmix.spec.formula import MAX_DEPTH, MAX_TERMS, parse_formula
 from bayesmix.spec.model import Coefficient, Gamma, Spec
@@ -167,7 +176,7 @@ BASE = 'formula = "y ~ X + (1 | g)"\n'
     ("[reference]\nSector = 1.5", "`reference.Sector` must be a level"),
     ('[priors]\neta = "x"', r"\[priors\]"),
     ("[priors]\nbeta = 3", r"\[priors\]"),
-    ('[sampler]\ndraws = "x"', r"\[sampler\]"),
+    ('[sampler]\ndraws = "x"', "draws"),
 ])
 def test_model_file_values_of_the_wrong_type(tmp_path, line, key):
     path = _write(tmp_path, BASE + line + "\n")
@@ -202,6 +211,124 @@ def test_model_file_data_not_utf8(tmp_path):
     spec = Spec.from_file(_write(tmp_path, BASE + 'data = "d.csv"\n'))
     with pytest.raises(bm.errors.DataError, match=r"d\.csv cannot be read: not UTF-8"):
         bm.api.load_data(spec)
+
+
+# ------------------------------------------------------------------ data values
+
+SLEEP = pd.read_csv(Path(__file__).resolve().parents[1] / "data" / "sleepstudy.csv")
+HSB = pd.read_csv(Path(__file__).resolve().parents[1] / "data" / "hsb.csv")
+SLEEP_SPEC = Spec.from_formula("Reaction ~ Days + (1 | Subject)")
+
+
+def test_numbers_stored_as_text_are_refused():
+    data = SLEEP.assign(Days=SLEEP.Days.astype(str))
+    with pytest.raises(DataError, match=r"'Days' holds numbers stored as text \(180 of 180"
+                       r".*pd\.to_numeric.*`categorical`"):
+        build_design(SLEEP_SPEC, data)
+    # Listed under `categorical`, the text codes are categories, as asked.
+    d = build_design(SLEEP_SPEC.with_options(categorical="Days"), data)
+    assert d.p == 10
+
+
+def test_numbers_as_text_with_a_missing_marker_name_the_marker():
+    days = SLEEP.Days.astype(str).where(SLEEP.index != 5, "n/a")
+    with pytest.raises(DataError, match=r"179 of 180.*'n/a'.*errors='coerce'"):
+        build_design(SLEEP_SPEC, SLEEP.assign(Days=days))
+
+
+def test_text_categories_are_still_categorical():
+    data = SLEEP.assign(Group=np.where(SLEEP.Days < 5, "early", "late"))
+    d = build_design(Spec.from_formula("Reaction ~ Group + (1 | Subject)"), data)
+    assert d.fixed_terms == ("(Intercept)", "Group[late]")
+
+
+def test_complex_predictor_and_outcome_are_refused():
+    with pytest.raises(DataError, match="predictor 'Days' holds complex numbers"):
+        build_design(SLEEP_SPEC, SLEEP.assign(Days=SLEEP.Days + 1j))
+    with pytest.raises(DataError, match="outcome 'Reaction' holds complex numbers"):
+        build_design(SLEEP_SPEC, SLEEP.assign(Reaction=SLEEP.Reaction + 0j))
+
+
+def test_duplicate_column_names_are_refused():
+    data = pd.concat([SLEEP, SLEEP[["Days"]]], axis=1)
+    with pytest.raises(DataError, match="2 columns named 'Days'"):
+        build_design(SLEEP_SPEC, data)
+
+
+def test_non_text_column_name_is_explained():
+    data = SLEEP.rename(columns={"Days": 1})
+    spec = Spec.from_formula("Reaction ~ `1` + (1 | Subject)")
+    with pytest.raises(DataError, match=r"name is not text.*astype\(str\)"):
+        build_design(spec, data)
+
+
+def _grouped(y):
+    return pd.DataFrame({"y": y, "X": np.arange(len(y), dtype=float) % 7,
+                         "g": np.repeat(np.arange(10), len(y) // 10)})
+
+
+@pytest.mark.parametrize("y, family", [
+    (np.tile([0.0, 1.0], 50), "Bernoulli"),
+    (np.random.default_rng(0).poisson(2.0, 100).astype(float), "Poisson"),
+])
+def test_binary_or_count_outcome_warns_with_the_family(y, family):
+    with pytest.warns(UserWarning, match=f"Gaussian.*{family}"):
+        build_design(Spec.from_formula("y ~ X + (1 | g)"), _grouped(y))
+
+
+def test_continuous_outcome_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_design(SLEEP_SPEC, SLEEP)
+
+
+@pytest.mark.parametrize("spec", [
+    Spec.from_formula("MathAch ~ MEANSES + (MEANSES | School)"),
+    Spec.from_equations("MathAch = b0 + b1*MEANSES + e\nb0 = g00 + U0\nb1 = g10 + U1",
+                        "School"),
+    Spec.from_formula("MathAch ~ Sector + (Sector | School)"),
+])
+def test_random_slope_on_a_cluster_constant_variable_is_refused(spec):
+    with pytest.raises(DataError, match=r"constant within every School.*confounded"):
+        build_design(spec, HSB)
+
+
+def test_random_slope_varying_in_some_clusters_is_kept():
+    spec = Spec.from_formula("Reaction ~ Days + (Days | Subject)")
+    assert build_design(spec, SLEEP).q == 2
+
+
+@pytest.mark.parametrize("label", ["308.0", " 308", "308 "])
+def test_cluster_label_written_differently_is_refused(label):
+    clusters = ("308", "309", "x1")
+    with pytest.raises(DataError, match=f"Subject '{label}'.*the fitted Subject '308'"):
+        check_cluster_labels(np.array([label, "309"]), clusters, "Subject")
+    with pytest.raises(DataError, match="fitted Subject 'x1'"):
+        check_cluster_labels(np.array(["X1"]), clusters, "Subject")
+    check_cluster_labels(np.array(["308", "999", "new"]), clusters, "Subject")  # new: allowed
+
+
+def _fake_fit(spec, data):
+    """Enough of a Fit for predict(): its spec, design and a posterior of zeros."""
+    design = build_design(spec, data)
+    shape = (1, 2)
+    post = xr.Dataset({
+        nt.BETA: (("chain", "draw", nt.DIM_FIXED), np.zeros((*shape, design.p))),
+        nt.U: (("chain", "draw", nt.DIM_CLUSTER, nt.DIM_RANDOM),
+               np.zeros((*shape, design.J, design.q))),
+        nt.CHOL_U: (("chain", "draw", nt.DIM_RANDOM, nt.DIM_RANDOM2),
+                    np.ones((*shape, design.q, design.q))),
+        nt.SIGMA: (("chain", "draw"), np.ones(shape)),
+    })
+    return SimpleNamespace(spec=spec, design=design, posterior=post)
+
+
+def test_predict_refuses_a_cluster_id_written_as_a_float():
+    fit = _fake_fit(SLEEP_SPEC, SLEEP)
+    rows = SLEEP.head(3).assign(Subject=308.0)
+    with pytest.raises(DataError, match=r"Subject '308\.0'.*fitted Subject '308'"):
+        bm.predict(fit, rows)
+    assert bm.predict(fit, SLEEP.head(3).assign(Subject=1)).new_clusters == ("1",)
 
 
 # ------------------------------------------------------------------ fuzz

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+import textwrap
 import warnings
 from dataclasses import dataclass
 
@@ -43,26 +46,146 @@ class Summary:
     divergences: int
     warnings: tuple[str, ...]
 
-    def __str__(self) -> str:
-        with pd.option_context("display.width", 120, "display.max_columns", 20):
-            text = self.table.to_string()
-        diag = (
-            f"max R-hat {self.max_rhat:.3f}, min bulk ESS {self.min_ess_bulk:.0f}, "
+    @property
+    def diagnostics(self) -> str:
+        """One line: the largest R-hat, the smallest bulk ESS and the divergences."""
+        return (
+            f"max R-hat {self.max_rhat:.3f}, min bulk ESS {_ess(self.min_ess_bulk)}, "
             f"{self.divergences} divergent transitions"
         )
-        notes = "\n".join(f"WARNING: {w}" for w in self.warnings) or "Diagnostics: all good."
-        return f"{text}\n\n{diag}\n{notes}"
+
+    def rounded(self) -> pd.DataFrame:
+        """The table as people read it: short labels, significant digits, ESS as integers.
+
+        Returns
+        -------
+        DataFrame of str
+            Index: ``g10 (flies)``, ``sd U0 (Intercept)``, ``corr U1 (Days), U0 (Intercept)``,
+            ``sigma``; columns mean, sd, the interval bounds (``2.5%``, ``97.5%``),
+            ``ESS bulk``, ``ESS tail``, ``R-hat``.
+        """
+        t = self.table
+        lb = next(c for c in t.columns if str(c).endswith("_lb"))
+        ub = next(c for c in t.columns if str(c).endswith("_ub"))
+        lo, hi = _interval_labels(str(lb))
+        rows = {
+            short_label(str(name)): {
+                "mean": significant(r["mean"]), "sd": significant(r["sd"], 3),
+                lo: significant(r[lb], 3), hi: significant(r[ub], 3),
+                "ESS bulk": _ess(r["ess_bulk"]), "ESS tail": _ess(r["ess_tail"]),
+                "R-hat": _rhat(r["r_hat"]),
+            }
+            for name, r in t.iterrows()
+        }
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def compact(self, width: int = 100) -> str:
+        """The summary in at most ``width`` characters a line (labels cut with … if needed).
+
+        Parameters
+        ----------
+        width : int
+
+        Returns
+        -------
+        str
+            The rounded table (:meth:`rounded`), the diagnostics line and the warnings,
+            wrapped.
+        """
+        table = self.rounded()
+        cols = list(table.columns)
+        widths = [max(len(c), *(len(v) for v in table[c])) for c in cols]
+        numbers = sum(w + 2 for w in widths)
+        names = [str(i) for i in table.index]
+        name_w = min(max(len("parameter"), *(len(n) for n in names)),
+                     max(width - numbers, 12))
+        lines = ["parameter".ljust(name_w)
+                 + "".join(c.rjust(w + 2) for c, w in zip(cols, widths, strict=True))]
+        for name, (_, row) in zip(names, table.iterrows(), strict=True):
+            label = name if len(name) <= name_w else name[: name_w - 1] + "…"
+            lines.append(label.ljust(name_w) + "".join(
+                str(row[c]).rjust(w + 2) for c, w in zip(cols, widths, strict=True)))
+        lines += ["", self.diagnostics]
+        for note in self.warnings:
+            lines += textwrap.wrap(f"WARNING: {note}", width, subsequent_indent="  ")
+        if not self.warnings:
+            lines.append("Diagnostics: all good.")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.compact()
 
     def __repr__(self) -> str:
-        return str(self)
+        return self.compact()
 
     def _repr_html_(self) -> str:
-        notes = "".join(f"<li>{w}</li>" for w in self.warnings) or "<li>all good</li>"
+        import html
+
+        notes = "".join(f"<li>{html.escape(w)}</li>" for w in self.warnings) or "<li>all good</li>"
         return (
-            self.table.to_html()
-            + f"<p>max R-hat {self.max_rhat:.3f}, min bulk ESS {self.min_ess_bulk:.0f}, "
-            f"{self.divergences} divergent transitions</p><ul>{notes}</ul>"
+            self.rounded().to_html()
+            + f"<p>{html.escape(self.diagnostics)}</p><ul>{notes}</ul>"
+            + "<p><small>Full precision: <code>.table</code></small></p>"
         )
+
+
+def significant(value: float, digits: int = 4) -> str:
+    """``value`` to ``digits`` significant digits; scientific below 1e-3 or from 1e6 on.
+
+    Parameters
+    ----------
+    value : float
+    digits : int
+
+    Returns
+    -------
+    str
+        ``0.1657``, ``251.4``, ``-3.467e-05``, ``1.235e+06``, ``0``; ``nan`` if not finite.
+    """
+    v = float(value)
+    if not math.isfinite(v):
+        return "nan"
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if a < 1e-3 or a >= 1e6:
+        return f"{v:.{digits - 1}e}"
+    decimals = max(digits - 1 - math.floor(math.log10(a)), 0)
+    text = f"{v:.{decimals}f}"
+    return "0" if float(text) == 0 else text
+
+
+def short_label(name: str) -> str:
+    """``beta[g10 (flies)]`` -> ``g10 (flies)``; ``sd_u[...]`` -> ``sd ...``; corr likewise."""
+    m = re.fullmatch(r"(\w+)\[(.*)\]", name)
+    if m is None:
+        return name
+    kind, inner = m.groups()
+    if kind == nt.BETA:
+        return inner
+    if kind == nt.SD_U:
+        return f"sd {inner}"
+    if kind == nt.CORR_U:
+        return f"corr {inner}"
+    return name
+
+
+def _interval_labels(lb_column: str) -> tuple[str, str]:
+    m = re.search(r"(\d+(?:\.\d+)?)", lb_column)
+    if m is None:
+        return "lower", "upper"
+    p = float(m.group(1)) / 100
+    return f"{100 * (1 - p) / 2:g}%", f"{100 * (1 + p) / 2:g}%"
+
+
+def _ess(value: float) -> str:
+    v = float(value)
+    return f"{round(v):d}" if math.isfinite(v) else "nan"
+
+
+def _rhat(value: float) -> str:
+    v = float(value)
+    return f"{v:.3f}" if math.isfinite(v) else "nan"
 
 
 def summary_dataset(fit: Fit) -> xr.Dataset:

@@ -104,6 +104,16 @@ class Design:
     data: pd.DataFrame = field(repr=False)
     levels: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
+    def __repr__(self) -> str:
+        from bayesmix.reprs import design_text
+
+        return design_text(self)
+
+    def _repr_html_(self) -> str:
+        from bayesmix.reprs import design_html
+
+        return design_html(self)
+
     @property
     def n(self) -> int:
         """Number of rows."""

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import DataError
+from bayesmix.notation import INTERCEPT
 from bayesmix.spec.model import Spec
 
 
@@ -28,8 +29,18 @@ def check_columns(spec: Spec, data: pd.DataFrame) -> None:
         if var not in data.columns:
             close = difflib.get_close_matches(var, columns, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
+            if var in columns:
+                hint = (f"; the data has a column {var} whose name is not text: rename the "
+                        "columns with data.columns = data.columns.astype(str)")
             raise DataError(
                 f"column {var!r} is not in the data{hint}\nThe data has: {_show(columns, 20)}"
+            )
+        count = int((data.columns == var).sum())
+        if count > 1:
+            raise DataError(
+                f"the data has {count} columns named {var!r}; bayesmix cannot tell which one "
+                "the model means. Rename or drop the duplicates (data.columns.duplicated() "
+                "finds them)"
             )
     for var in spec.reference_levels:
         if var not in spec.variables:
@@ -78,8 +89,14 @@ def is_categorical(spec: Spec, series: pd.Series) -> bool:
 
 
 def check_outcome(spec: Spec, data: pd.DataFrame) -> np.ndarray:
-    """The outcome is numeric, finite and not constant; returns it as float64 (n,)."""
+    """The outcome is numeric, finite and not constant; returns it as float64 (n,).
+
+    A binary or small-count outcome is modelled as Gaussian with a UserWarning that names the
+    family it calls for (:func:`warn_outcome_family`).
+    """
     col = data[spec.outcome]
+    if pd.api.types.is_complex_dtype(col):
+        raise DataError(_complex_message(spec.outcome, "the outcome"))
     if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
         raise DataError(
             f"the outcome {spec.outcome!r} must be numeric; it has type {col.dtype} "
@@ -97,7 +114,96 @@ def check_outcome(spec: Spec, data: pd.DataFrame) -> np.ndarray:
             f"the outcome {spec.outcome!r} is constant ({y[0]:g} in every row); there is "
             "nothing to model"
         )
+    warn_outcome_family(spec.outcome, y)
     return y
+
+
+MAX_COUNT = 20
+"""Largest value of a non-negative integer outcome that warns as a count."""
+
+
+def warn_outcome_family(name: str, y: np.ndarray) -> None:
+    """Warn when a Gaussian outcome looks binary or like a small count.
+
+    Binary: exactly two distinct values.  Count: non-negative integers up to
+    :data:`MAX_COUNT`, with ties (at least twice as many rows as distinct values).
+    """
+    values = np.unique(y)
+    if len(values) == 2:
+        warnings.warn(
+            f"the outcome {name!r} takes only two values ({values[0]:g} and {values[1]:g}): it "
+            "looks binary, but the model is Gaussian (a linear probability model whose "
+            "predictions can leave the two values' range). Use a Bernoulli (logistic) family "
+            "for it once bayesmix has families (planned); until then read the fit with care.",
+            UserWarning,
+            stacklevel=4,
+        )
+    elif (values[0] >= 0 and values[-1] <= MAX_COUNT and len(y) >= 2 * len(values)
+          and np.all(values == np.round(values))):
+        warnings.warn(
+            f"the outcome {name!r} holds only small non-negative integers "
+            f"({values[0]:g} to {values[-1]:g}): it looks like a count, but the model is "
+            "Gaussian. Use a Poisson family (or binomial, for k successes out of n) for it "
+            "once bayesmix has families (planned); until then read the fit with care.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _complex_message(var: str, what: str) -> str:
+    return (
+        f"{what} {var!r} holds complex numbers; bayesmix models real values. Keep the part "
+        f"you mean, e.g. data[{var!r}].real or abs(data[{var!r}])"
+    )
+
+
+def check_predictor(spec: Spec, var: str, series: pd.Series) -> None:
+    """Refuse complex values and numbers stored as text in a predictor.
+
+    A text column whose values are (nearly all) numbers was read wrongly (a quoted CSV column,
+    a stray "n/a"); coded as categorical it would give one column per distinct value.
+    """
+    if pd.api.types.is_complex_dtype(series):
+        raise DataError(_complex_message(var, "the predictor"))
+    if var in spec.categorical or pd.api.types.is_numeric_dtype(series):
+        return
+    if isinstance(series.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(series):
+        return
+    if pd.api.types.infer_dtype(series, skipna=True) in ("boolean", "empty"):
+        return
+    present = series.dropna()
+    numbers = pd.to_numeric(present, errors="coerce")
+    ok = numbers.notna().to_numpy()
+    if len(present) == 0 or ok.mean() < 0.9:
+        return
+    others = pd.unique(present[~ok])
+    rest = (f"; the other {int((~ok).sum())} values are {_show(others)} (missing-value "
+            f"markers? pd.to_numeric(..., errors='coerce') makes them NaN)") if len(others) else ""
+    raise DataError(
+        f"the predictor {var!r} holds numbers stored as text ({int(ok.sum())} of {len(present)} "
+        f"values, e.g. {_show(pd.unique(present[ok])[:3])}){rest}. As text it would be coded as "
+        f"a categorical with {present.nunique()} levels. Convert it with "
+        f"data[{var!r}] = pd.to_numeric(data[{var!r}]), or list it under `categorical` if the "
+        "numbers are codes of categories"
+    )
+
+
+def numeric_column(var: str, series: pd.Series, index: pd.Index) -> np.ndarray:
+    """A numeric predictor as float64, refusing text, complex and infinite values."""
+    if pd.api.types.is_complex_dtype(series):
+        raise DataError(_complex_message(var, "the predictor"))
+    if not pd.api.types.is_numeric_dtype(series):
+        raise DataError(
+            f"the predictor {var!r} is numeric in the model but has type {series.dtype} here "
+            f"(first values: {_show(series.head(3))}); convert it with pd.to_numeric"
+        )
+    values = series.to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise DataError(
+            f"column {var!r} has {int(bad.sum())} infinite values, at rows {_show(index[bad])}"
+        )
+    return values
 
 
 def check_level2(spec: Spec, data: pd.DataFrame, codes: np.ndarray, labels: list[str]) -> None:
@@ -113,6 +219,86 @@ def check_level2(spec: Spec, data: pd.DataFrame, codes: np.ndarray, labels: list
                 f"{labels[j]!r} (values {_show(values)}); {len(varying)} of {len(nunique)} "
                 f"clusters vary. Use a level-2 variable (one value per {spec.cluster}), or "
                 f"move {var!r} to the level-1 equation (e.g. `b2*{var}` with `b2 = g20`)."
+            )
+
+
+def check_random_slopes(
+    spec: Spec, Zq: np.ndarray, names: tuple[str, ...], terms: tuple[str, ...],
+    codes: np.ndarray,
+) -> None:
+    """A random slope's column must vary inside some cluster.
+
+    A variable constant within every cluster gives a random slope that only rescales the
+    random intercept (the two are confounded); name it and say what to write instead.
+    """
+    sizes = np.bincount(codes)
+    if not (sizes > 1).any():
+        return
+    frame = pd.DataFrame(Zq, copy=False)
+    grouped = frame.groupby(codes, sort=True)  # rows of the result: np.unique(codes)
+    spread = (grouped.max() - grouped.min()).to_numpy()[sizes[np.unique(codes)] > 1]
+    for r, term in enumerate(terms):
+        col = Zq[:, r]
+        scale = float(np.max(np.abs(col))) if len(col) else 0.0
+        if term == INTERCEPT or np.ptp(col) == 0 or spread[:, r].max() > 1e-12 * scale:
+            continue
+        has_intercept = INTERCEPT in terms
+        why = ("so its random slope is confounded with the random intercept"
+               if has_intercept else "so its random slope only rescales a random intercept")
+        raise DataError(
+            f"the random slope {names[r]} is on {term!r}, which is constant within every "
+            f"{spec.cluster} ({why}). Make the slope fixed (drop {term} from "
+            f"`( ... | {spec.cluster})`, or drop its U in the level-2 equation), or use "
+            f"{term} as a level-2 predictor of the intercept (`b0 = g00 + g01*{term} + U0`)."
+        )
+
+
+def _cluster_key(label: str) -> str:
+    text = label.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        return text.casefold()
+    return repr(value) if np.isfinite(value) else text.casefold()
+
+
+def check_cluster_labels(labels: np.ndarray, clusters: tuple[str, ...], cluster: str) -> None:
+    """Refuse new cluster labels that are a fitted cluster written differently.
+
+    Labels are matched exactly as text: ``'308.0'`` or ``' 308'`` is not the fitted ``'308'``
+    and would silently be predicted as a new cluster.  A label that equals a fitted one after
+    stripping spaces, ignoring case or reading both as numbers raises instead.
+
+    Parameters
+    ----------
+    labels : ndarray of str
+        The cluster labels of the new rows, as text.
+    clusters : tuple of str
+        The fitted clusters' labels.
+    cluster : str
+        The cluster column, for the message.
+
+    Raises
+    ------
+    DataError
+        Naming the label, how many rows have it and the fitted cluster it resembles.
+    """
+    known = set(clusters)
+    unseen = [c for c in pd.unique(np.asarray(labels, dtype=object)) if c not in known]
+    if not unseen:
+        return
+    keys = {_cluster_key(c): c for c in clusters}
+    for label in unseen:
+        match = keys.get(_cluster_key(label))
+        if match is not None:
+            rows = int((np.asarray(labels) == label).sum())
+            raise DataError(
+                f"{cluster} {label!r} ({rows} rows of new_data) is not a cluster of the fit, "
+                f"but looks like the fitted {cluster} {match!r} written differently. Labels "
+                "are matched exactly as text, so it would be predicted as a new cluster "
+                f"(U drawn from N(0, T)). Convert the column so the labels match (e.g. "
+                f"new_data[{cluster!r}].astype(str).str.strip(), or the type the fit had), or "
+                "give a genuinely new cluster a label of its own."
             )
 
 

@@ -167,8 +167,14 @@ class Equations:
         return self.text
 
     def __repr__(self) -> str:
-        names = ", ".join(f.title for f in self.forms)
-        return f"<Equations: {names}; .latex, .markdown, .text>"
+        filled = ("with the data's numbers" if self.design is not None else "in symbols")
+        if self.estimates is not None:
+            filled += " and estimates"
+        return (
+            f"Equations ({filled}) of {self.spec.to_formula()}\n{self.levels.text}\n"
+            f"Forms {', '.join('.' + f.name for f in self.forms)}\n"
+            "  (each has .latex, .markdown and .text; print() shows them all)"
+        )
 
 
 def equations(

@@ -135,6 +135,16 @@ class Spec:
             object.__setattr__(self, "reference", _ref_tuple(self.reference))
         _validate(self)
 
+    def __repr__(self) -> str:
+        from bayesmix.reprs import spec_text
+
+        return spec_text(self)
+
+    def _repr_html_(self) -> str:
+        from bayesmix.reprs import spec_html
+
+        return spec_html(self)
+
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_equations(
