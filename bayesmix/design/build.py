@@ -255,6 +255,7 @@ class _Coder:
         series = self.data[var]
         ref = self.spec.reference_levels.get(var)
         if self.fixed_levels is None:
+            validate.check_predictor(self.spec, var, series)
             categorical = validate.is_categorical(self.spec, series)
         else:
             categorical = var in self.fixed_levels
@@ -282,14 +283,7 @@ class _Coder:
                     f"a reference level is given for {var!r}, but it is numeric; list it under "
                     "`categorical` to code it as categorical"
                 )
-            values = series.to_numpy(dtype=float)
-            bad = ~np.isfinite(values)
-            if bad.any():
-                raise DataError(
-                    f"column {var!r} has {int(bad.sum())} infinite values, at rows "
-                    f"{validate._show(self.data.index[bad])}"
-                )
-            cols = [_Column(var, (), values)]
+            cols = [_Column(var, (), validate.numeric_column(var, series, self.data.index))]
         self.cache[var] = cols
         return cols
 
@@ -466,6 +460,7 @@ def build_design(
         G[:, mi, k] = w
     L1 = np.column_stack([c.values for c in level1_cols])
     Zq = np.column_stack([c.values for c in random_cols])
+    validate.check_random_slopes(spec, Zq, random_names, random_terms, codes)
     q = Zq.shape[1]
     if n <= J * q:
         raise DataError(
