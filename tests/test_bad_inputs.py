@@ -331,6 +331,36 @@ def test_predict_refuses_a_cluster_id_written_as_a_float():
     assert bm.predict(fit, SLEEP.head(3).assign(Subject=1)).new_clusters == ("1",)
 
 
+def test_formula_data_that_is_not_a_dataframe():
+    with pytest.raises(DataError, match="data must be a pandas DataFrame, not dict"):
+        Spec.from_formula("Reaction ~ Days + (1 | Subject)", SLEEP.to_dict())
+
+
+def test_level2_naming_a_variable_the_formula_does_not_use():
+    with pytest.raises(SpecError, match="`level2` names 'MEANSE'"):
+        Spec.from_formula("y ~ X + MEANSES + (1 | g)", level2="MEANSE")
+
+
+def test_with_options_refuses_unknown_fields_and_bad_reference():
+    with pytest.raises(SpecError, match="Spec has no field 'refrence'"):
+        SLEEP_SPEC.with_options(refrence={"Days": "0"})
+    with pytest.raises(SpecError, match="`reference` maps"):
+        SLEEP_SPEC.with_options(reference=[1])
+
+
+def test_dates_as_a_predictor_are_refused():
+    data = SLEEP.assign(Days=pd.to_datetime(SLEEP.Days, unit="D"))
+    with pytest.raises(DataError, match=r"'Days' holds dates or times.*\.dt\.days"):
+        build_design(SLEEP_SPEC, data)
+
+
+def test_no_rows_and_unused_categorical():
+    with pytest.raises(DataError, match="the data has no rows"):
+        build_design(SLEEP_SPEC, SLEEP.iloc[:0])
+    with pytest.raises(DataError, match="'Dayz' is listed under `categorical`"):
+        build_design(SLEEP_SPEC.with_options(categorical="Dayz"), SLEEP)
+
+
 # ------------------------------------------------------------------ fuzz
 
 _ALPHABET = [*"yXMg01 ~+-*:()|^/`=.[]#\n", "b0", "b1", "g00", "g10", "U0", "e", "log"]

@@ -42,6 +42,11 @@ def check_columns(spec: Spec, data: pd.DataFrame) -> None:
                 "the model means. Rename or drop the duplicates (data.columns.duplicated() "
                 "finds them)"
             )
+    for var in spec.categorical:
+        if var not in spec.variables:
+            raise DataError(
+                f"{var!r} is listed under `categorical`, but the model does not use it"
+            )
     for var in spec.reference_levels:
         if var not in spec.variables:
             raise DataError(
@@ -103,6 +108,8 @@ def check_outcome(spec: Spec, data: pd.DataFrame) -> np.ndarray:
             f"(first values: {_show(col.head(3))}). Convert it, e.g. with pd.to_numeric."
         )
     y = col.to_numpy(dtype=float)
+    if len(y) == 0:
+        raise DataError("the data has no rows (after dropping those with missing values)")
     bad = ~np.isfinite(y)
     if bad.any():
         raise DataError(
@@ -165,6 +172,11 @@ def check_predictor(spec: Spec, var: str, series: pd.Series) -> None:
     """
     if pd.api.types.is_complex_dtype(series):
         raise DataError(_complex_message(var, "the predictor"))
+    if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
+        raise DataError(
+            f"the predictor {var!r} holds dates or times ({series.dtype}); convert it to a "
+            f"number, e.g. days since the first: (data[{var!r}] - data[{var!r}].min()).dt.days"
+        )
     if var in spec.categorical or pd.api.types.is_numeric_dtype(series):
         return
     if isinstance(series.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(series):

@@ -302,6 +302,8 @@ def parse_formula(text: str) -> ParsedFormula:
 
 
 def _level2_from_data(data: pd.DataFrame, cluster: str, variables: list[str]) -> set[str]:
+    if not hasattr(data, "columns") or not hasattr(data, "groupby"):
+        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     if cluster not in data.columns:
         raise DataError(f"the grouping factor {cluster!r} is not a column of the data")
     level2 = set()
@@ -332,6 +334,13 @@ def spec_parts_from_formula(
     all_vars = list(dict.fromkeys(v for t in parsed.fixed + parsed.random for v in t))
     if level2 is not None:
         l2 = {level2} if isinstance(level2, str) else set(level2)
+        unused = [v for v in l2 if v not in all_vars]
+        if unused:
+            raise SpecError(
+                f"`level2` names {unused[0]!r}, which the formula does not use; the formula's "
+                f"variables are {', '.join(all_vars) or 'none'}",
+                text=parsed.text,
+            )
     elif data is not None:
         random_vars = {v for t in parsed.random for v in t}
         l2 = _level2_from_data(data, parsed.cluster, [v for v in all_vars

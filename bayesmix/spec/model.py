@@ -131,8 +131,11 @@ class Spec:
     def __post_init__(self) -> None:
         # Normalised here so that every constructor and with_options() share one rule.
         object.__setattr__(self, "categorical", _names(self.categorical, "categorical"))
-        if isinstance(self.reference, dict):
+        if not isinstance(self.reference, tuple):
             object.__setattr__(self, "reference", _ref_tuple(self.reference))
+        if not all(isinstance(r, tuple) and len(r) == 2 for r in self.reference):
+            raise SpecError("`reference` maps a categorical column to its reference level, e.g. "
+                            "{'Sector': 'Public'}")
         validate_spec(self)
 
     def __repr__(self) -> str:
@@ -268,8 +271,12 @@ class Spec:
 
     def with_options(self, **changes: object) -> Spec:
         """Return a copy with some fields changed (``priors=``, ``reference=``, ...)."""
-        from dataclasses import replace
+        from dataclasses import fields, replace
 
+        known = [f.name for f in fields(self)]
+        unknown = [k for k in changes if k not in known]
+        if unknown:
+            raise SpecError(f"Spec has no field {unknown[0]!r}; its fields are {', '.join(known)}")
         if "reference" in changes and isinstance(changes["reference"], dict):
             changes["reference"] = _ref_tuple(changes["reference"])  # type: ignore[arg-type]
         return replace(self, **changes)  # type: ignore[arg-type]
