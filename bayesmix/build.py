@@ -1,33 +1,41 @@
 """build_model(): Design + priors -> an explicit ``pm.Model``, in one of three likelihood forms.
 
-All three forms share the priors and the names of the notation table
-(:mod:`bayesmix.notation`)::
+The model is written on the standardised scale of :mod:`bayesmix.scaling` (centred and scaled
+columns ``X̃, Z̃, ỹ``), so the sampler never sees the raw magnitudes of the data, and the
+posterior is reported on the original scale through the exact affine maps::
 
-    γ = beta ~ Normal(beta_mu, beta_sigma)                       (p,)
-    T = L Lᵀ,  L ~ LKJCholeskyCov(eta, sd_dist)                  (q, q); sd_u, corr_u stored
-    σ ~ sigma prior
-    y_j | γ, U_j, σ ~ N(X_j γ + Z_j U_j, σ² I),   U_j ~ N(0, T)
+    β̃ = beta_std ~ Normal(rp.std_beta())                         (p,)   free
+    T̃ = L̃ L̃ᵀ,  L̃ ~ LKJCholeskyCov(eta, sd_dist = rp.std_sd_u())  (q, q) free; chol_u_std
+    σ̃ = sigma_std ~ rp.std_sigma()                                        free
+    ỹ_j | β̃, ũ_j, σ̃ ~ N(X̃_j β̃ + Z̃_j ũ_j, σ̃² I),   ũ_j ~ N(0, T̃)
+
+    beta = A_x⁻¹ (s_y β̃ + m e₀),  sigma = s_y σ̃,  T = s_y² A_z⁻¹ T̃ A_z⁻ᵀ  (sd_u, corr_u,
+    chol_u),  u_j = s_y A_z⁻¹ ũ_j                                        deterministic
+
+The priors are those of :mod:`bayesmix.priors` (declared on the original scale) mapped exactly
+onto this one, and the log-likelihood includes the Jacobian ``−n log s_y``, so every form's
+log density is that of the original y.
 
 ``"rows"`` (the reference)
-    Non-centred ``U_j = L z_j`` (``u_offset`` = z, (J, q)), and the Gaussian likelihood of every
-    row: O(n) per gradient.
+    Non-centred ``ũ_j = L̃ z_j`` (``u_offset`` = z, (J, q)), and the Gaussian likelihood of every
+    original row, ``y_i ~ N(m + s_y (X̃β̃ + Z̃ũ)_i, σ²)``: O(n) per gradient.
 ``"sufficient"``
     The same joint posterior of (γ, U, T, σ), the likelihood written from the per-cluster
     cross-products of :mod:`bayesmix.stats`::
 
-        ‖y_j − X_jγ − Z_jU_j‖² = y'y − 2γ'X'y − 2U'Z'y + γ'X'Xγ + 2U'Z'Xγ + U'Z'ZU
+        ‖ỹ_j − X̃_jβ̃ − Z̃_jũ_j‖² = ỹ'ỹ − 2β̃'X̃'ỹ − 2ũ'Z̃'ỹ + β̃'X̃'X̃β̃ + 2ũ'Z̃'X̃β̃ + ũ'Z̃'Z̃ũ
 
     O(J) per gradient.
 ``"collapsed"`` (the default)
-    U integrated out: ``y_j ~ N(X_jγ, V_j)``, ``V_j = σ²I + Z_j T Z_jᵀ``.  With
-    ``A_j = I + LᵀZ_jᵀZ_jL / σ²`` (q × q, Cholesky C_j), ``r_j = y_j − X_jγ`` and
-    ``b_j = LᵀZ_jᵀr_j / σ²`` (Woodbury and the determinant lemma)::
+    U integrated out: ``ỹ_j ~ N(X̃_jβ̃, V_j)``, ``V_j = σ̃²I + Z̃_j T̃ Z̃_jᵀ``.  With
+    ``A_j = I + L̃ᵀZ̃_jᵀZ̃_jL̃ / σ̃²`` (q × q, Cholesky C_j), ``r_j = ỹ_j − X̃_jβ̃`` and
+    ``b_j = L̃ᵀZ̃_jᵀr_j / σ̃²`` (Woodbury and the determinant lemma)::
 
-        log|V_j| = 2 n_j log σ + 2 Σ log diag C_j
-        r_jᵀV_j⁻¹r_j = r_jᵀr_j / σ² − ‖C_j⁻¹ b_j‖²
+        log|V_j| = 2 n_j log σ̃ + 2 Σ log diag C_j
+        r_jᵀV_j⁻¹r_j = r_jᵀr_j / σ̃² − ‖C_j⁻¹ b_j‖²
 
     Only (γ, T, σ) are sampled; u is drawn afterwards for every draw from its exact
-    conditional ``U_j | y, γ, T, σ = L v_j``, ``v_j ~ N(A_j⁻¹ b_j, A_j⁻¹)``
+    conditional ``ũ_j | y, β̃, T̃, σ̃ = L̃ v_j``, ``v_j ~ N(A_j⁻¹ b_j, A_j⁻¹)``
     (:func:`draw_u_conditional`), so the posterior still holds ``u``.
 """
 
@@ -42,8 +50,10 @@ import pytensor.tensor as pt
 
 from bayesmix import notation as nt
 from bayesmix.design import Design
+from bayesmix.design.validate import check_not_exact
 from bayesmix.errors import SpecError
 from bayesmix.priors import Prior, Priors, ResolvedPriors, resolve_priors
+from bayesmix.scaling import Scaling
 from bayesmix.stats import ClusterStats, cluster_stats
 
 LIKELIHOOD_FORMS = ("collapsed", "sufficient", "rows")
@@ -59,15 +69,16 @@ class BuiltModel:
         The model (used explicitly; never the implicit context).
     design : Design
     priors : ResolvedPriors
+        Its ``scaling`` is the standardised scale the model is written on.
     likelihood : str
         ``"collapsed"``, ``"sufficient"`` or ``"rows"``.
     stats : ClusterStats or None
-        Per-cluster cross-products (collapsed and sufficient forms).
+        Per-cluster cross-products on ``priors.scaling`` (collapsed and sufficient forms).
     graph : dict of str to TensorVariable
-        ``beta``, ``sigma``, ``chol_u`` and (rows, sufficient) ``u`` nodes of the graph, and
-        ``loglik``, the log-likelihood of y given them: used by :func:`bayesmix.reconstruct`
-        to recompute the graph's likelihood at posterior draws and compare it with one
-        computed from the explicit X and Z.
+        The standardised parameters ``beta_std``, ``sigma_std``, ``chol_u_std`` and (rows,
+        sufficient) ``u_std`` of the graph, and ``loglik``, the log-likelihood of the original
+        y given them: used by :func:`bayesmix.reconstruct` to recompute the graph's likelihood
+        at posterior draws and compare it with one computed from the explicit X and Z.
     """
 
     model: pm.Model
@@ -77,15 +88,21 @@ class BuiltModel:
     stats: ClusterStats | None = None
     graph: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    @property
+    def scaling(self) -> Scaling:
+        """The standardised scale of the graph (``priors.scaling``)."""
+        return self.priors.scaling
+
 
 def _data(name: str, value: np.ndarray, shared: bool = False):
     """Data enter the graph as constants, or as ``pm.Data`` when ``shared``.
 
-    Shared variables let new data of the same shape reuse a compiled model (``pm.set_data``;
-    with the statistics-based forms the shapes depend on J, p and q only, not on n).  They
-    work with PyMC's sampler and nutpie's C back end (:func:`bayesmix.sampling.compile_model`);
-    nutpie 0.16's Numba back end marks shared arrays read-only and PyTensor 3.3's Numba code
-    then fails to initialise ("cannot set WRITEABLE flag"), hence constants by default.
+    Shared variables let new data of the same shape reuse a compiled model (``pm.set_data``
+    with :func:`stats_data`; with the statistics-based forms the shapes depend on J, p and q
+    only, not on n).  They work with PyMC's sampler and nutpie's C back end
+    (:func:`bayesmix.sampling.compile_model`); nutpie 0.16's Numba back end marks shared
+    arrays read-only and PyTensor 3.3's Numba code then fails to initialise ("cannot set
+    WRITEABLE flag"), hence constants by default.
     """
     value = np.ascontiguousarray(value)
     if shared:
@@ -131,88 +148,147 @@ def build_model(
     design : Design
     priors : Priors, ResolvedPriors or None
         Overrides of the autoscaled defaults (:func:`bayesmix.resolve_priors`), or priors
-        already resolved.
+        already resolved (their ``scaling`` is then the model's standardised scale, e.g. to
+        fit new data with the priors of an earlier fit).
     likelihood : {"auto", "collapsed", "sufficient", "rows"}
         Form of the likelihood (module docstring); same priors, names and posterior layout.
     shared_data : bool
-        Put the data (the statistics, or X, Z, y) in ``pm.Data`` containers so that a model
-        compiled once can be given new data of the same shape (see :func:`_data`).
+        Put the data (the statistics, or X̃, Z̃, y) in ``pm.Data`` containers so that a model
+        compiled once can be given new data of the same shape (see :func:`stats_data`).
     stats : ClusterStats, optional
         Per-cluster cross-products already computed (e.g. streamed from a file with
-        :func:`bayesmix.stats.stream_cluster_stats`); computed from ``design`` otherwise.
+        :func:`bayesmix.stats.stream_cluster_stats`), on any scale (they are mapped onto
+        the model's); computed from ``design`` otherwise.
 
     Returns
     -------
     BuiltModel
     """
     form = choose_likelihood(likelihood)
+    check_not_exact(design)
     rp = priors if isinstance(priors, ResolvedPriors) else resolve_priors(design, priors)
-    q, J = design.q, design.J
+    sc = rp.scaling
     coords = dict(design.coords)
     if form == "rows":
         coords[nt.DIM_ROW] = list(range(design.n))
     with pm.Model(coords=coords) as model:
-        beta = pm.Normal(nt.BETA, mu=rp.beta_mu, sigma=rp.beta_sigma, dims=nt.DIM_FIXED)
-        chol = _covariance(rp, q)
-        sigma = _rv(rp.sigma, nt.SIGMA)
-        graph: dict[str, Any] = {nt.BETA: beta, nt.SIGMA: sigma, nt.CHOL_U: chol}
+        beta_std, beta = _fixed_effects(rp, design.p)
+        chol_std = _covariance(rp, design.q)
+        sigma_std = _rv(rp.std_sigma(), nt.SIGMA_STD)
+        pm.Deterministic(nt.SIGMA, sc.y_scale * sigma_std)
+        graph: dict[str, Any] = {nt.BETA_STD: beta_std, nt.SIGMA_STD: sigma_std,
+                                 nt.CHOL_STD: chol_std}
         if form == "rows":
             stats = None
-            graph.update(_rows(design, beta, chol, sigma, shared_data))
+            graph.update(_rows(design, sc, beta_std, chol_std, sigma_std, shared_data))
         else:
-            stats = stats if stats is not None else cluster_stats(design)
+            stats = (stats if stats is not None else cluster_stats(design, scaling=sc))
+            stats = stats.to_scaling(sc)
+            jacobian = sc.log_jacobian(int(stats.n.sum()))
             if form == "sufficient":
-                graph.update(_sufficient(stats, beta, chol, sigma, shared_data))
+                graph.update(_sufficient(stats, beta_std, chol_std, sigma_std, shared_data))
+                graph["loglik"] = graph["loglik"] + jacobian
+                pm.Potential("loglik_sufficient", graph["loglik"])
             else:
-                graph["loglik"] = _collapsed(stats, beta, chol, sigma, shared_data)
+                graph["loglik"] = jacobian + _collapsed(
+                    stats, beta_std, chol_std, sigma_std, shared_data
+                )
                 pm.Potential("loglik_marginal", graph["loglik"])
-    del J
+        del beta
     return BuiltModel(model, design, rp, form, stats, graph)
+
+
+def stats_data(built: BuiltModel, design: Design) -> dict[str, np.ndarray]:
+    """New data for a shared-data model (``pm.set_data(stats_data(built, d), built.model)``).
+
+    The statistics of ``design`` on the model's standardised scale, named as in the graph.
+    """
+    st = cluster_stats(design, scaling=built.scaling)
+    return {"XX": st.XX, "XZ": st.XZ, "ZZ": st.ZZ, "Xy": st.Xy, "Zy": st.Zy, "yy": st.yy,
+            "n_j": st.n.astype(float)}
+
+
+def _fixed_effects(rp: ResolvedPriors, p: int):
+    """β̃ with its exact (Normal) prior, and ``beta`` = A_x⁻¹ (s_y β̃ + m e₀) stored."""
+    sc = rp.scaling
+    if p == 0:
+        beta_std = pt.zeros((0,))
+    else:
+        mean, cov = rp.std_beta()
+        if np.allclose(cov, np.diag(np.diag(cov)), rtol=0, atol=1e-14 * np.abs(cov).max()):
+            beta_std = pm.Normal(nt.BETA_STD, mu=mean, sigma=np.sqrt(np.diag(cov)),
+                                 dims=nt.DIM_FIXED)
+        else:
+            beta_std = pm.MvNormal(nt.BETA_STD, mu=mean, chol=np.linalg.cholesky(cov),
+                                   dims=nt.DIM_FIXED)
+    shift = sc.beta_from_std(np.zeros(p))  # A_x⁻¹ m e₀
+    beta = pm.Deterministic(
+        nt.BETA, shift + pt.dot(beta_std * sc.y_scale, sc.A_x_inv.T), dims=nt.DIM_FIXED
+    )
+    return beta_std, beta
 
 
 COV_RV = "chol_cov_u"
 
 
 def _covariance(rp: ResolvedPriors, q: int):
-    """T = L Lᵀ: ``LKJCholeskyCov`` for q ≥ 2; for one random term T = sd², no correlation.
+    """T̃ = L̃ L̃ᵀ (``LKJCholeskyCov`` for q ≥ 2; for one random term T̃ = sd², no correlation).
 
-    Stores ``sd_u`` (q,), ``corr_u`` (q, q) and ``chol_u`` (q, q) in the trace; returns L.
+    Stores ``chol_u_std`` (q, q) and, on the original scale, ``sd_u`` (q,), ``corr_u`` (q, q)
+    and ``chol_u`` (q, q) in the trace; returns L̃.
     """
+    sc = rp.scaling
     dims2 = (nt.DIM_RANDOM, nt.DIM_RANDOM2)
+    sd_prior = rp.std_sd_u()
     if q == 1:
         # LKJCholeskyCov does not accept n=1 (PyMC 6.4); the SD is then the whole of T.
-        sd = _rv(rp.sd_u, COV_RV, shape=1)
+        sd = _rv(sd_prior, COV_RV, shape=1)
         chol = sd.reshape((1, 1))
-        corr = pt.ones((1, 1))
     else:
-        chol, corr, sd = pm.LKJCholeskyCov(
+        chol, _, _ = pm.LKJCholeskyCov(
             COV_RV,
             n=q,
             eta=rp.eta,
-            sd_dist=_dist(rp.sd_u, q),
+            sd_dist=_dist(sd_prior, q),
             compute_corr=True,
             store_in_trace=False,
         )
+    pm.Deterministic(nt.CHOL_STD, chol, dims=dims2)
+    # T = F Fᵀ with F = s_y A_z⁻¹ L̃; its lower Cholesky factor from the QR of Fᵀ (no squaring).
+    factor = sc.y_scale * pt.dot(sc.A_z_inv, chol)
+    cov = pt.dot(factor, factor.T)
+    sd = pt.sqrt(pt.diagonal(cov))
     pm.Deterministic(nt.SD_U, sd, dims=nt.DIM_RANDOM)
-    pm.Deterministic(nt.CORR_U, corr, dims=dims2)
-    return pm.Deterministic(nt.CHOL_U, chol, dims=dims2)
+    pm.Deterministic(nt.CORR_U, cov / pt.outer(sd, sd), dims=dims2)
+    r = pt.linalg.qr(factor.T, mode="r")
+    lower = r.T
+    signs = pt.switch(pt.lt(pt.diagonal(lower), 0), -1.0, 1.0)
+    pm.Deterministic(nt.CHOL_U, lower * signs[None, :], dims=dims2)
+    return chol
 
 
-def _u_from_offset(chol):
+def _u_from_offset(chol, sc: Scaling):
+    """ũ = z L̃ᵀ (``u_std``), and ``u`` = s_y ũ A_z⁻ᵀ stored."""
     u_offset = pm.Normal(nt.U_OFFSET, 0.0, 1.0, dims=(nt.DIM_CLUSTER, nt.DIM_RANDOM))
-    return pm.Deterministic(nt.U, u_offset @ chol.T, dims=(nt.DIM_CLUSTER, nt.DIM_RANDOM))
+    u_std = pm.Deterministic(nt.U_STD, u_offset @ chol.T, dims=(nt.DIM_CLUSTER, nt.DIM_RANDOM))
+    pm.Deterministic(nt.U, sc.y_scale * pt.dot(u_std, sc.A_z_inv.T),
+                     dims=(nt.DIM_CLUSTER, nt.DIM_RANDOM))
+    return u_std
 
 
-def _rows(design: Design, beta, chol, sigma, shared: bool = False) -> dict[str, Any]:
-    X = _data("X", design.X, shared)
-    Zq = _data("Zq", design.Zq, shared)
+def _rows(design: Design, sc: Scaling, beta, chol, sigma, shared: bool = False) -> dict[str, Any]:
+    Xs, Zs, _ = sc.standardize(design.X, design.Zq, design.y)
+    X = _data("X", Xs, shared)
+    Zq = _data("Zq", Zs, shared)
     idx = _data("cluster_index", design.cluster_index, shared)
     y = _data("y_data", design.y, shared)
-    u = _u_from_offset(chol)
-    mu = pt.dot(X, beta) + pt.sum(Zq * u[idx], axis=-1)
-    pm.Normal(nt.Y, mu=mu, sigma=sigma, observed=y, dims=nt.DIM_ROW)
-    loglik = pt.sum(pm.logp(pm.Normal.dist(mu=mu, sigma=sigma), y))
-    return {nt.U: u, "loglik": loglik}
+    u = _u_from_offset(chol, sc)
+    # The mean on the original scale: m + s_y (X̃β̃ + Z̃ũ); residuals are formed there.
+    mu = sc.y_center + sc.y_scale * (pt.dot(X, beta) + pt.sum(Zq * u[idx], axis=-1))
+    sd = sc.y_scale * sigma
+    pm.Normal(nt.Y, mu=mu, sigma=sd, observed=y, dims=nt.DIM_ROW)
+    loglik = pt.sum(pm.logp(pm.Normal.dist(mu=mu, sigma=sd), y))
+    return {nt.U_STD: u, "loglik": loglik}
 
 
 def _stats_inputs(stats: ClusterStats, shared: bool) -> tuple:
@@ -228,7 +304,7 @@ def _stats_inputs(stats: ClusterStats, shared: bool) -> tuple:
 
 def _sufficient(stats: ClusterStats, beta, chol, sigma, shared: bool = False) -> dict[str, Any]:
     XX, XZ, ZZ, Xy, Zy, yy, n = _stats_inputs(stats, shared)
-    u = _u_from_offset(chol)
+    u = _u_from_offset(chol, stats.scaling)
     rss = (
         yy
         - 2 * pt.dot(Xy, beta)
@@ -238,8 +314,7 @@ def _sufficient(stats: ClusterStats, beta, chol, sigma, shared: bool = False) ->
         + pt.sum(u * pt.sum(ZZ * u[:, None, :], axis=-1), axis=-1)
     )
     loglik = pt.sum(-0.5 * n * pt.log(2 * np.pi * sigma**2) - rss / (2 * sigma**2))
-    pm.Potential("loglik_sufficient", loglik)
-    return {nt.U: u, "loglik": loglik}
+    return {nt.U_STD: u, "loglik": loglik}
 
 
 def _collapsed(stats: ClusterStats, beta, chol, sigma, shared: bool = False):

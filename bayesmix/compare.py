@@ -159,13 +159,14 @@ def own_estimates(design: Design, beta: np.ndarray) -> np.ndarray:
     ndarray, shape (J, q)
         NaN for a cluster whose Z_jᵀZ_j is singular (e.g. one row and a random slope).
     """
+    # On the statistics' standardised scale (bayesmix.scaling), then mapped back exactly.
     st = cluster_stats(design)
-    rhs = st.Zy - np.einsum("jpq,p->jq", st.XZ, beta)
+    rhs = st.Zy - np.einsum("jpq,p->jq", st.XZ, st.scaling.beta_to_std(beta))
     out = np.full((design.J, design.q), np.nan)
     cond = np.linalg.cond(st.ZZ)
     ok = np.isfinite(cond) & (cond < 1e10)
     if ok.any():
-        out[ok] = np.linalg.solve(st.ZZ[ok], rhs[ok][..., None])[..., 0]
+        out[ok] = st.scaling.u_from_std(np.linalg.solve(st.ZZ[ok], rhs[ok][..., None])[..., 0])
     return out
 
 

@@ -16,6 +16,10 @@ T          Cov(U_j), LKJ prior on its correlations        ``sd_u`` (dim random),
 
 The mixed form stacks the equations as ``Y = Xβ + Zu + e`` with ``β = (γ_00, γ_10, ...)``.
 Non-centred offsets are ``u_offset`` (``u_j = L z_j`` with ``T = L Lᵀ``), never ``u``.
+
+The model is sampled on the standardised scale of :mod:`bayesmix.scaling`; its parameters there
+carry the suffix ``_std`` (``beta_std`` = β̃, ``sigma_std`` = σ̃, ``chol_u_std`` = L̃ with
+T̃ = L̃L̃ᵀ, ``u_std`` = ũ) and are not kept in a fit's posterior, which is on the original scale.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ SD_U = "sd_u"
 CORR_U = "corr_u"
 CHOL_U = "chol_u"
 COEF = "coef"
+BETA_STD = "beta_std"
+SIGMA_STD = "sigma_std"
+CHOL_STD = "chol_u_std"
+U_STD = "u_std"
 RESIDUAL = "e"
 
 DIM_FIXED = "fixed"

@@ -1,21 +1,31 @@
 """Declarative priors, autoscaled defaults from the data, and user overrides.
 
-Default rule (in the spirit of rstanarm and bambi; s_y is the sample SD of y, x̄_k and s_k the
-mean and SD of column k of X, s_z the SD of a random term's level-1 column, 1 for the intercept):
+Default rule (in the spirit of rstanarm and brms).  s_y is the SD of y, x̄_k and s_k the mean
+and SD of column k of X, z̄_r and s_r those of a random term's level-1 column (the scales of
+:func:`bayesmix.scaling.design_scaling`; without an intercept a column is not centred and its
+root mean square stands for its SD):
 
 =====================  ===========================================================
 parameter              default prior
 =====================  ===========================================================
-γ (slope column k)     Normal(0, 2.5 s_y / s_k)  (2.5 s_y / |x̄_k| if s_k = 0)
-γ_00 (intercept)       Normal(ȳ, sqrt((2.5 s_y)² + Σ_k (2.5 s_y x̄_k / s_k)²))
-SD of U_q              HalfStudentT(ν=3, σ = s_y / s_z)
-correlations of U      LKJ(η = 2) on the Cholesky factor of T (``LKJCholeskyCov``)
+γ (slope column k)     Normal(0, 2.5 s_y / s_k)
+α (the intercept at    Normal(ȳ, 2.5 s_y), where ``α = γ_00 + Σ_k x̄_k γ_k`` is the mean
+the predictors' means) of y at the means of the predictors (rstanarm's and brms's
+                       ``Intercept``); γ_00 itself is ``α − Σ_k x̄_k γ_k``
+SD of U_r (slope)      HalfStudentT(ν=3, σ = s_y / s_r)
+SD of U_0 at z̄         HalfStudentT(ν=3, σ = s_y): the SD of the cluster intercepts at the
+                       means of the random-slope variables, ``U_0 + Σ_r z̄_r U_r``
+correlations of U      LKJ(η = 2) on the correlations of (U_0 + Σ_r z̄_r U_r, U_1, ...)
 σ                      HalfStudentT(ν=3, σ = s_y)
 =====================  ===========================================================
 
-The intercept's scale widens with the slopes' because X is not centred: γ_00 is the mean of y
-where every predictor is 0.  Every prior can be overridden (:class:`Priors`), from Python or from
-a model file's ``[priors]`` table.
+Placing the intercept's priors at the means makes the posterior *equivariant*: shifting or
+rescaling y or any predictor changes the posterior exactly as it changes the estimates (a
+shifted Days leaves every SD and σ unchanged, Days × c divides its γ and its SD by c), which
+a prior on the intercept at 0 cannot do.  Every prior can be overridden (:class:`Priors`),
+from Python or from a model file's ``[priors]`` table: ``intercept`` for α, ``beta`` for any
+γ (a prior given for γ_00 puts it on the intercept at 0, instead of α), ``sd_u``, ``sigma``
+and ``eta``.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bayesmix.errors import SpecError
+from bayesmix.scaling import Scaling, design_scaling
 
 if TYPE_CHECKING:
     from bayesmix.design import Design
@@ -40,6 +51,17 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "Exponential": ("lam",),
     "Gamma": ("alpha", "beta"),
     "LogNormal": ("mu", "sigma"),
+}
+# How each parameter changes when the variable is multiplied by a factor.
+_SCALE_RULES: dict[str, dict[str, str]] = {
+    "Normal": {"mu": "mul", "sigma": "mul"},
+    "StudentT": {"mu": "mul", "sigma": "mul"},
+    "HalfNormal": {"sigma": "mul"},
+    "HalfStudentT": {"sigma": "mul"},
+    "HalfCauchy": {"beta": "mul"},
+    "Exponential": {"lam": "div"},
+    "Gamma": {"beta": "div"},
+    "LogNormal": {"mu": "log"},
 }
 _POSITIVE = ("HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamma", "LogNormal")
 
@@ -118,6 +140,28 @@ class Prior:
 
         return f"{self.dist}({', '.join(f'{k}={fmt(v)}' for k, v in self.params)})"
 
+    def scaled(self, factor: np.ndarray | float) -> Prior:
+        """The prior of ``factor · X`` for X with this prior (factor > 0, per element).
+
+        Every family here is a scale family (Normal and StudentT location-scale), so the
+        result is the same family with its location and scale multiplied (a rate divided,
+        LogNormal's mu shifted by log factor).
+        """
+        f = np.asarray(factor, dtype=float)
+        rules = _SCALE_RULES[self.dist]
+        out = {}
+        for key, value in self.params:
+            v = np.asarray(value, dtype=float)
+            rule = rules.get(key)
+            if rule == "mul":
+                v = v * f
+            elif rule == "div":
+                v = v / f
+            elif rule == "log":
+                v = v + np.log(f)
+            out[key] = tuple(v.tolist()) if v.ndim else float(v)
+        return Prior(self.dist, **out)
+
     def broadcast(self, size: int) -> Prior:
         """The same prior with every parameter as a vector of ``size``."""
         out = {}
@@ -135,6 +179,11 @@ class Priors:
     ----------
     beta : mapping of str to Prior
         Per γ, keyed by γ name (``"g01"``) or column label (``"g01 (M)"``).  Must be Normal.
+        A prior for the intercept γ_00 puts it on the intercept where every predictor is 0
+        (and no prior on α).
+    intercept : Prior or None
+        Prior of α, the intercept at the means of the predictors (module docstring); must be
+        Normal.  Give this or a ``beta`` prior for γ_00, not both.
     sd_u : Prior, mapping of str to Prior, or None
         Prior of the SDs of U: one Prior for all (vector parameters allowed), or per U name
         (``"U0"``); all entries must share one distribution family.
@@ -145,6 +194,7 @@ class Priors:
     """
 
     beta: Mapping[str, Prior] = field(default_factory=dict)
+    intercept: Prior | None = None
     sd_u: Prior | Mapping[str, Prior] | None = None
     sigma: Prior | None = None
     eta: float = 2.0
@@ -157,6 +207,14 @@ class Priors:
                     f"the prior of {key} must be Normal (γ ~ Normal(mu, sigma)), not {prior.dist}"
                 )
         object.__setattr__(self, "beta", beta)
+        if self.intercept is not None:
+            prior = Prior.from_value(self.intercept, where="intercept")
+            if prior.dist != "Normal":
+                raise SpecError(
+                    f"the prior of the intercept must be Normal (α ~ Normal(mu, sigma)), not "
+                    f"{prior.dist}"
+                )
+            object.__setattr__(self, "intercept", prior)
         if isinstance(self.sd_u, Mapping) and "dist" not in self.sd_u:
             sd = {str(k): Prior.from_value(v, where=f"sd_u {k}") for k, v in self.sd_u.items()}
             families = {p.dist for p in sd.values()}
@@ -186,7 +244,7 @@ class Priors:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Priors:
         """Build from a model file's ``[priors]`` table, naming any unknown key."""
-        known = {"beta", "sd_u", "sigma", "eta"}
+        known = {"beta", "intercept", "sd_u", "sigma", "eta"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise SpecError(
@@ -199,6 +257,8 @@ class Priors:
         out: dict[str, Any] = {"eta": self.eta}
         if self.beta:
             out["beta"] = {k: v.to_dict() for k, v in self.beta.items()}
+        if self.intercept is not None:
+            out["intercept"] = self.intercept.to_dict()
         if isinstance(self.sd_u, Prior):
             out["sd_u"] = self.sd_u.to_dict()
         elif self.sd_u:
@@ -215,15 +275,24 @@ class ResolvedPriors:
     Attributes
     ----------
     beta_mu, beta_sigma : ndarray, shape (p,)
-        γ ~ Normal(beta_mu, beta_sigma), one entry per column of X.
+        ``Normal(beta_mu[k], beta_sigma[k])`` for each column of X; for the intercept column
+        this is the prior of α (the intercept at the predictors' means) when
+        ``intercept_centred``, else of γ_00 itself.  The priors are independent.
+    intercept_centred : bool
+        Whether the intercept's entry is the prior of α.
     sd_u : Prior
-        Vector-valued prior (length q) of the SDs of U.
+        Vector-valued prior (length q) of the SDs of the random effects, the intercept's at the
+        means of the random-slope variables (module docstring).
     sigma : Prior
         Prior of σ.
     eta : float
         LKJ shape.
     fixed_names, random_names : tuple of str
         Labels, to print the priors.
+    scaling : Scaling
+        The design's centres and scales: x̄, z̄ where α and the intercept's SD are placed, and
+        the standardised scale the model is built on (:meth:`std_beta`, :meth:`std_sd_u`,
+        :meth:`std_sigma` give the same priors there).
     """
 
     beta_mu: np.ndarray
@@ -233,19 +302,64 @@ class ResolvedPriors:
     eta: float
     fixed_names: tuple[str, ...]
     random_names: tuple[str, ...]
+    scaling: Scaling
+    intercept_centred: bool = True
 
+    # ---------------------------------------------------------------- on the model's scale
+    def beta_normal(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (p,) and covariance (p, p) of the joint Normal prior of γ (original scale).
+
+        With α centred, ``γ_00 = α − Σ_k x̄_k γ_k``: the implied prior of γ_00 is correlated
+        with the slopes' (and its variance is ``σ_α² + Σ_k x̄_k² σ_k²``).
+        """
+        mean = self.beta_mu.astype(float).copy()
+        a = np.eye(mean.size)
+        k0 = self.scaling.x_intercept
+        if self.intercept_centred and k0 is not None:
+            c = self.scaling.x_center
+            a[k0, :] -= c
+            a[k0, k0] = 1.0
+        cov = a @ np.diag(self.beta_sigma.astype(float) ** 2) @ a.T
+        return a @ mean, cov
+
+    def std_beta(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (p,) and covariance (p, p) of the prior of β̃ (the standardised scale).
+
+        ``β̃ = (A_x β − m e_{k₀}) / s_y`` is affine in β, so the Normal prior maps exactly;
+        with the default (centred) intercept the covariance is diagonal.
+        """
+        mean, cov = self.beta_normal()
+        sc = self.scaling
+        a = sc.A_x / sc.y_scale
+        return sc.beta_to_std(mean), a @ cov @ a.T
+
+    def std_sd_u(self) -> Prior:
+        """The prior of the SDs of ũ: ``SD(ũ_r) = s_r SD(U_r) / s_y`` (s = 1 for U_0)."""
+        return self.sd_u.scaled(self.scaling.z_scale / self.scaling.y_scale)
+
+    def std_sigma(self) -> Prior:
+        """The prior of σ̃ = σ / s_y."""
+        return self.sigma.scaled(1.0 / self.scaling.y_scale)
+
+    # ---------------------------------------------------------------- printing, storage
     def table(self) -> list[tuple[str, str]]:
         """(parameter, prior) rows, e.g. ``("g01 (M)", "Normal(mu=0, sigma=2.5)")``."""
-        rows = [
-            (name, str(Prior("Normal", mu=m, sigma=s)))
-            for name, m, s in zip(
-                self.fixed_names, self.beta_mu, self.beta_sigma, strict=True
-            )
-        ]
+        k0 = self.scaling.x_intercept
+        rows = []
+        for k, (name, m, s) in enumerate(
+            zip(self.fixed_names, self.beta_mu, self.beta_sigma, strict=True)
+        ):
+            label = name
+            if k == k0 and self.intercept_centred and len(self.fixed_names) > 1:
+                label = f"{name} at the predictors' means (α)"
+            rows.append((label, str(Prior("Normal", mu=m, sigma=s))))
         sd = self.sd_u.kwargs
+        centred_u0 = self.scaling.z_intercept is not None and len(self.random_names) > 1
         for i, name in enumerate(self.random_names):
             one = {k: (v[i] if isinstance(v, tuple) else v) for k, v in sd.items()}
-            rows.append((f"sd of {name}", str(Prior(self.sd_u.dist, **one))))
+            where = " at the slope variables' means" if (
+                centred_u0 and i == self.scaling.z_intercept) else ""
+            rows.append((f"sd of {name}{where}", str(Prior(self.sd_u.dist, **one))))
         if len(self.random_names) > 1:
             rows.append(("correlations of U", f"LKJ(eta={self.eta:g})"))
         rows.append(("sigma", str(self.sigma)))
@@ -256,11 +370,13 @@ class ResolvedPriors:
         return {
             "beta_mu": self.beta_mu.tolist(),
             "beta_sigma": self.beta_sigma.tolist(),
+            "intercept_centred": self.intercept_centred,
             "sd_u": self.sd_u.to_dict(),
             "sigma": self.sigma.to_dict(),
             "eta": self.eta,
             "fixed_names": list(self.fixed_names),
             "random_names": list(self.random_names),
+            "scaling": self.scaling.to_dict(),
         }
 
     @classmethod
@@ -276,7 +392,40 @@ class ResolvedPriors:
             eta=float(values["eta"]),
             fixed_names=tuple(values["fixed_names"]),
             random_names=tuple(values["random_names"]),
+            scaling=Scaling.from_dict(values["scaling"]),
+            intercept_centred=bool(values["intercept_centred"]),
         )
+
+
+def _sd_u_prior(design: Design, priors: Priors, default: Prior) -> Prior:
+    """The vector prior (length q) of the SDs of U: the default, one prior, or one per U."""
+    q = len(design.random_names)
+    if priors.sd_u is None:
+        return default
+    if isinstance(priors.sd_u, Prior):
+        return priors.sd_u.broadcast(q)
+    by_u = {name.split(" ")[0]: k for k, name in enumerate(design.random_names)}
+    by_u.update({name: k for k, name in enumerate(design.random_names)})
+    missing = [name for name in design.random_names
+               if name not in priors.sd_u and name.split(" ")[0] not in priors.sd_u]
+    unknown = [key for key in priors.sd_u if key not in by_u]
+    if unknown:
+        raise SpecError(
+            f"an SD prior is given for {unknown[0]!r}, which is not a random effect of this "
+            f"model; they are {', '.join(design.random_names)}"
+        )
+    if missing:
+        raise SpecError(
+            "SD priors given per U must cover every random effect; missing "
+            f"{', '.join(missing)}"
+        )
+    dist = next(iter(priors.sd_u.values())).dist
+    params: dict[str, list[float]] = {}
+    for name in design.random_names:
+        prior = priors.sd_u.get(name) or priors.sd_u[name.split(" ")[0]]
+        for key, value in prior.params:
+            params.setdefault(key, []).append(float(np.asarray(value).ravel()[0]))
+    return Prior(dist, **{k: tuple(v) for k, v in params.items()})
 
 
 def resolve_priors(design: Design, priors: Priors | None = None) -> ResolvedPriors:
@@ -285,7 +434,8 @@ def resolve_priors(design: Design, priors: Priors | None = None) -> ResolvedPrio
     Parameters
     ----------
     design : Design
-        Supplies y (n,), X (n, p) and the random terms' level-1 columns Zq (n, q).
+        Supplies y (n,), X (n, p) and the random terms' level-1 columns Zq (n, q), through
+        their centres and scales (:func:`bayesmix.scaling.design_scaling`).
     priors : Priors, optional
         Overrides; keys must name γ's and U's of the design.
 
@@ -294,29 +444,20 @@ def resolve_priors(design: Design, priors: Priors | None = None) -> ResolvedPrio
     ResolvedPriors
     """
     priors = priors or Priors()
-    y = design.y
-    X = design.X
-    s_y = float(np.std(y, ddof=1))
-    y_bar = float(np.mean(y))
-    p = X.shape[1]
+    sc = design_scaling(design)
+    s_y = sc.y_scale
+    p = design.X.shape[1]
+    k0 = sc.x_intercept
     mu = np.zeros(p)
-    sigma = np.zeros(p)
-    x_mean = X.mean(axis=0)
-    x_sd = X.std(axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(p)
-    intercept = [k for k in range(p) if np.all(X[:, k] == 1.0)]
-    for k in range(p):
-        if k in intercept:
-            continue
-        scale = x_sd[k] if x_sd[k] > 0 else abs(x_mean[k]) or 1.0
-        sigma[k] = 2.5 * s_y / scale
-    for k in intercept:
-        others = [j for j in range(p) if j not in intercept]
-        mu[k] = y_bar
-        sigma[k] = float(np.sqrt((2.5 * s_y) ** 2 + np.sum((sigma[others] * x_mean[others]) ** 2)))
-    gamma_index = {}
+    sigma = 2.5 * s_y / sc.x_scale
+    if k0 is not None:
+        mu[k0] = sc.y_center
+        sigma[k0] = 2.5 * s_y
+    gamma_index: dict[str, list[int]] = {}
     for k, (gname, label) in enumerate(zip(design.gamma_names, design.fixed_names, strict=True)):
         gamma_index.setdefault(gname, []).append(k)
         gamma_index[label] = [k]
+    centred = k0 is not None
     for key, prior in priors.beta.items():
         if key not in gamma_index:
             raise SpecError(
@@ -326,47 +467,29 @@ def resolve_priors(design: Design, priors: Priors | None = None) -> ResolvedPrio
         for k in gamma_index[key]:
             mu[k] = prior.kwargs["mu"]
             sigma[k] = prior.kwargs["sigma"]
-
-    q = len(design.random_names)
-    zq = design.Zq
-    z_sd = zq.std(axis=0, ddof=1) if zq.shape[0] > 1 else np.ones(q)
-    z_scale = np.array(
-        [1.0 if np.all(zq[:, k] == 1.0) else (z_sd[k] if z_sd[k] > 0 else 1.0) for k in range(q)]
-    )
-    if priors.sd_u is None:
-        sd_u = Prior("HalfStudentT", nu=3.0, sigma=tuple((s_y / z_scale).tolist()))
-    elif isinstance(priors.sd_u, Prior):
-        sd_u = priors.sd_u.broadcast(q)
-    else:
-        by_u = {name.split(" ")[0]: k for k, name in enumerate(design.random_names)}
-        by_u.update({name: k for k, name in enumerate(design.random_names)})
-        missing = [name for name in design.random_names
-                   if name not in priors.sd_u and name.split(" ")[0] not in priors.sd_u]
-        unknown = [key for key in priors.sd_u if key not in by_u]
-        if unknown:
+            if k == k0:
+                centred = False
+    if priors.intercept is not None:
+        if k0 is None:
             raise SpecError(
-                f"an SD prior is given for {unknown[0]!r}, which is not a random effect of this "
-                f"model; they are {', '.join(design.random_names)}"
+                "a prior is given for the intercept, but the model has no intercept γ_00"
             )
-        if missing:
+        if not centred:
             raise SpecError(
-                "SD priors given per U must cover every random effect; missing "
-                f"{', '.join(missing)}"
+                "give a prior either for the intercept at the predictors' means (`intercept`) "
+                f"or for {design.fixed_names[k0]!r} itself (`beta`), not both"
             )
-        dist = next(iter(priors.sd_u.values())).dist
-        params: dict[str, list[float]] = {}
-        for name in design.random_names:
-            prior = priors.sd_u.get(name) or priors.sd_u[name.split(" ")[0]]
-            for key, value in prior.params:
-                params.setdefault(key, []).append(float(np.asarray(value).ravel()[0]))
-        sd_u = Prior(dist, **{k: tuple(v) for k, v in params.items()})
-    sigma_prior = priors.sigma or Prior("HalfStudentT", nu=3.0, sigma=s_y)
+        mu[k0] = priors.intercept.kwargs["mu"]
+        sigma[k0] = priors.intercept.kwargs["sigma"]
+    default_sd = Prior("HalfStudentT", nu=3.0, sigma=tuple((s_y / sc.z_scale).tolist()))
     return ResolvedPriors(
         beta_mu=mu,
         beta_sigma=sigma,
-        sd_u=sd_u,
-        sigma=sigma_prior,
+        sd_u=_sd_u_prior(design, priors, default_sd),
+        sigma=priors.sigma or Prior("HalfStudentT", nu=3.0, sigma=s_y),
         eta=priors.eta,
         fixed_names=design.fixed_names,
         random_names=design.random_names,
+        scaling=sc,
+        intercept_centred=centred,
     )

@@ -49,13 +49,13 @@ def _scale(prior: Prior) -> np.ndarray:
 
 
 def _initvals(built: BuiltModel) -> dict[str, np.ndarray]:
-    """Start T at diag(prior scale of the SDs) with no correlation.
+    """Start T̃ at diag(prior scale of the standardised SDs) with no correlation.
 
     Besides being a sensible start, it sidesteps nutpie 0.16's failure to draw a jittered
     start for ``LKJCholeskyCov`` when ``sd_dist`` is HalfStudentT.
     """
     q = built.design.q
-    sd0 = np.broadcast_to(_scale(built.priors.sd_u), (q,))
+    sd0 = np.broadcast_to(_scale(built.priors.std_sd_u()), (q,))
     if q == 1:
         return {COV_RV: np.array(sd0, dtype=float)}
     packed = np.zeros(q * (q + 1) // 2)
@@ -193,6 +193,30 @@ def compile_model(built: BuiltModel, settings: SamplerSettings | None = None) ->
     return CompiledModel(nutpie_model, backend, time.perf_counter() - start)
 
 
+class SamplingInterrupted(KeyboardInterrupt):
+    """Sampling was stopped (Ctrl-C) before it finished; no fit was made."""
+
+
+def _interrupted(start: float) -> str:
+    return (f"sampling interrupted after {time.perf_counter() - start:.1f} s (Ctrl-C): no fit "
+            "was made and nothing was saved")
+
+
+def _check_complete(idata: Any, settings: SamplerSettings, start: float) -> None:
+    """Refuse a trace cut short (fewer chains or draws than asked for, or unfilled draws)."""
+    post = idata["posterior"]
+    sizes = (post.sizes.get("chain", 0), post.sizes.get("draw", 0))
+    short = sizes != (settings.chains, settings.draws)
+    if not short:
+        values = [np.asarray(post[v].values) for v in post.data_vars]
+        short = any(v.dtype.kind == "f" and np.isnan(v).any() for v in values)
+    if short:
+        raise SamplingInterrupted(
+            _interrupted(start) + f" ({sizes[0]} chains x {sizes[1]} draws came back of "
+            f"{settings.chains} x {settings.draws})"
+        )
+
+
 def _sample_nutpie(
     built: BuiltModel,
     settings: SamplerSettings,
@@ -219,7 +243,16 @@ def _sample_nutpie(
     if settings.random_seed is not None:
         kwargs["seed"] = int(settings.random_seed)
     start = time.perf_counter()
-    idata = nutpie.sample(compiled.nutpie_model, **kwargs)
+    background = None
+    try:
+        # Not nutpie's blocking call: on Ctrl-C it returns the partial trace as if complete.
+        background = nutpie.sample(compiled.nutpie_model, blocking=False, **kwargs)
+        idata = background.wait()
+    except KeyboardInterrupt:
+        if background is not None:
+            background.cancel()
+        raise SamplingInterrupted(_interrupted(start)) from None
+    _check_complete(idata, settings, start)
     timings["sample"] = time.perf_counter() - start
     idata["posterior"].attrs["sampling_time"] = timings["sample"]
     return idata
@@ -280,7 +313,11 @@ def _sample_pymc(built: BuiltModel, settings: SamplerSettings, timings: dict[str
     if settings.cores is not None:
         kwargs["cores"] = settings.cores
     start = time.perf_counter()
-    idata = pm.sample(**kwargs)
+    try:
+        idata = pm.sample(**kwargs)
+    except KeyboardInterrupt:
+        raise SamplingInterrupted(_interrupted(start)) from None
+    _check_complete(idata, settings, start)  # PyMC returns a partial trace on Ctrl-C
     timings["sample"] = time.perf_counter() - start
     return idata
 
@@ -294,21 +331,27 @@ def _assemble(
     beta = post[nt.BETA].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()
     start = time.perf_counter()
     if nt.U not in post:
+        # Collapsed form: ũ from its exact conditional on the standardised scale, mapped back.
         rng = np.random.default_rng(
             None if settings.random_seed is None else [settings.random_seed, 1]
         )
-        chol = post[nt.CHOL_U].transpose("chain", "draw", nt.DIM_RANDOM, nt.DIM_RANDOM2)
-        sigma = post[nt.SIGMA].to_numpy()
-        u = draw_u_conditional(
+        flat = chains * draws
+        beta_std = (
+            post[nt.BETA_STD].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()
+            if nt.BETA_STD in post else np.zeros((chains, draws, 0))
+        )
+        chol = post[nt.CHOL_STD].transpose("chain", "draw", nt.DIM_RANDOM, nt.DIM_RANDOM2)
+        sigma = post[nt.SIGMA_STD].to_numpy()
+        u_std = draw_u_conditional(
             built.stats,  # type: ignore[arg-type]
-            beta.reshape(chains * draws, -1),
-            chol.to_numpy().reshape(chains * draws, design.q, design.q),
+            beta_std.reshape(flat, -1),
+            chol.to_numpy().reshape(flat, design.q, design.q),
             sigma.reshape(-1),
             rng,
         )
         post[nt.U] = (
             ("chain", "draw", nt.DIM_CLUSTER, nt.DIM_RANDOM),
-            u.reshape(chains, draws, design.J, design.q),
+            built.scaling.u_from_std(u_std).reshape(chains, draws, design.J, design.q),
         )
         timings["u_draws"] = time.perf_counter() - start
     u = post[nt.U].transpose("chain", "draw", nt.DIM_CLUSTER, nt.DIM_RANDOM).to_numpy()
@@ -323,7 +366,10 @@ def _assemble(
         }
     )
     keep = [nt.BETA, nt.SD_U, nt.CORR_U, nt.CHOL_U, nt.SIGMA, nt.U, nt.COEF]
-    extra = [v for v in post.data_vars if v not in keep and v != nt.U_OFFSET]
+    # The standardised parameters (and the packed LKJ factor) are the sampler's coordinates,
+    # not results: the posterior holds the original scale only.
+    internal = {nt.U_OFFSET, nt.BETA_STD, nt.SIGMA_STD, nt.CHOL_STD, nt.U_STD, COV_RV}
+    extra = [v for v in post.data_vars if v not in keep and v not in internal]
     post = post[keep + extra + ([nt.U_OFFSET] if nt.U_OFFSET in post else [])]
     attrs = dict(idata["posterior"].attrs)
     attrs.update({"likelihood": built.likelihood, "sampler": settings.sampler})

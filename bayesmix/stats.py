@@ -8,6 +8,11 @@ Every block the likelihoods and the profiled REML need is a slice of M:
     Z_jᵀZ_j = M[:, p:p+q, p:p+q]                            Z_jᵀy_j = M[:, p:p+q, -1]
     y_jᵀy_j = M[:, -1, -1]
 
+The columns are first centred and scaled (:mod:`bayesmix.scaling`): M holds the cross-products
+of ``W̃ = [X̃, Z̃, ỹ]``, so that no digits are lost to cancellation when a column is far from 0
+(``Days + 100``, years, incomes); ``stats.scaling`` says how to map every estimate back, and
+:meth:`ClusterStats.raw_M` gives the cross-products of the raw columns when they are wanted.
+
 Computed with vectorised NumPy in row chunks (a sparse cluster-indicator product per chunk), so
 memory is O(chunk · d² + J · d²) whatever n is.  :func:`stream_cluster_stats` computes the
 same from a CSV or Parquet file larger than memory, chunk by chunk.
@@ -27,6 +32,7 @@ import scipy.sparse as sp
 
 from bayesmix.design import Design
 from bayesmix.errors import DataError
+from bayesmix.scaling import Scaling, design_scaling, intercept_index
 from bayesmix.spec.model import Spec
 
 
@@ -39,15 +45,39 @@ class ClusterStats:
     n : ndarray of int, shape (J,)
         Rows per cluster n_j.
     M : ndarray, shape (J, d, d)
-        ``W_jᵀ W_j`` with ``W = [X, Zq, y]``.
+        ``W̃_jᵀ W̃_j`` with ``W̃ = [X̃, Z̃, ỹ]``, the standardised columns of ``scaling``.
     p, q : int
         Columns of X and random terms.
+    scaling : Scaling
+        How the columns were centred and scaled; the slices below are all on that scale.
     """
 
     n: np.ndarray
     M: np.ndarray
     p: int
     q: int
+    scaling: Scaling
+
+    def raw_M(self) -> np.ndarray:
+        """Cross-products of the raw columns ``[X, Zq, y]``, ``Aᵀ M A``, shape (J, d, d).
+
+        For inspection and tests: on badly centred data these lose the digits the
+        standardised M keeps.
+        """
+        a = self.scaling.full_matrix()
+        return np.einsum("ba,jbc,cd->jad", a, self.M, a)
+
+    def to_scaling(self, scaling: Scaling) -> ClusterStats:
+        """The same statistics on another standardised scale (exact linear map).
+
+        ``W̃₁ = W̃₀ B`` with ``B = A₀ A₁⁻¹``, so ``M₁ = Bᵀ M₀ B``; both scales being centred
+        near the data, B is well conditioned.
+        """
+        if self.scaling.same_as(scaling):
+            return self
+        b = self.scaling.full_matrix() @ np.linalg.inv(scaling.full_matrix())
+        M = np.einsum("ba,jbc,cd->jad", b, self.M, b)
+        return ClusterStats(n=self.n, M=M, p=self.p, q=self.q, scaling=scaling)
 
     @property
     def XX(self) -> np.ndarray:
@@ -92,9 +122,10 @@ def cross_products(
     cluster_index: np.ndarray,
     J: int,
     *,
+    scaling: Scaling,
     chunk_rows: int = 262_144,
 ) -> ClusterStats:
-    """Per-cluster ``[X, Zq, y]ᵀ[X, Zq, y]`` in one chunked pass.
+    """Per-cluster ``W̃ᵀW̃``, ``W̃ = [X̃, Z̃, ỹ]`` standardised by ``scaling``, in one pass.
 
     Parameters
     ----------
@@ -105,6 +136,8 @@ def cross_products(
         Codes 0..J-1.
     J : int
         Number of clusters.
+    scaling : Scaling
+        Centres and scales of the columns (:func:`bayesmix.scaling.design_scaling`).
     chunk_rows : int
         Rows per chunk; bounds the temporary memory at ``chunk_rows · d²`` floats.
 
@@ -120,7 +153,8 @@ def cross_products(
     upper = np.zeros((J, rows_.size))
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
-        W = np.concatenate([X[start:stop], Zq[start:stop], y[start:stop, None]], axis=1)
+        Xs, Zs, ys = scaling.standardize(X[start:stop], Zq[start:stop], y[start:stop])
+        W = np.concatenate([Xs, Zs, ys[:, None]], axis=1)
         idx = cluster_index[start:stop]
         C = sp.csr_array(
             (np.ones(stop - start), (idx, np.arange(stop - start))), shape=(J, stop - start)
@@ -130,13 +164,20 @@ def cross_products(
     M[:, rows_, cols_] = upper
     M[:, cols_, rows_] = upper
     counts = np.bincount(cluster_index, minlength=J)
-    return ClusterStats(n=counts, M=M, p=p, q=q)
+    return ClusterStats(n=counts, M=M, p=p, q=q, scaling=scaling)
 
 
-def cluster_stats(design: Design, *, chunk_rows: int = 262_144) -> ClusterStats:
-    """The per-cluster cross-products of a design (see :func:`cross_products`)."""
+def cluster_stats(
+    design: Design, *, scaling: Scaling | None = None, chunk_rows: int = 262_144
+) -> ClusterStats:
+    """The per-cluster cross-products of a design (see :func:`cross_products`).
+
+    ``scaling`` defaults to the design's own column means and SDs.
+    """
     return cross_products(
-        design.X, design.Zq, design.y, design.cluster_index, design.J, chunk_rows=chunk_rows
+        design.X, design.Zq, design.y, design.cluster_index, design.J,
+        scaling=scaling if scaling is not None else design_scaling(design),
+        chunk_rows=chunk_rows,
     )
 
 
@@ -233,8 +274,8 @@ def scan_levels(
 
 def _chunk_arrays(
     spec: Spec, chunk: pd.DataFrame, levels: Levels, cluster_pos: pd.Index
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """X, Zq, y and cluster codes of one chunk, coded exactly as build_design codes them."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int | None, int | None]]:
+    """X, Zq, y, cluster codes and intercept positions of one chunk, coded as build_design."""
     from bayesmix.design.build import _Coder, model_columns
 
     # The design's own coder, with the levels fixed: a level not in `levels` is an error.
@@ -244,7 +285,8 @@ def _chunk_arrays(
         bad = chunk[spec.cluster][codes < 0].iloc[0]
         raise DataError(f"cluster {bad!r} is not among the cluster labels given in `levels`")
     y = chunk[spec.outcome].to_numpy(dtype=float)
-    return cols.X, cols.Zq, y, codes
+    intercepts = (intercept_index(cols.fixed_terms), intercept_index(cols.random_terms))
+    return cols.X, cols.Zq, y, codes, intercepts
 
 
 def stream_cluster_stats(
@@ -252,12 +294,14 @@ def stream_cluster_stats(
     spec: Spec,
     *,
     levels: Levels | None = None,
+    scaling: Scaling | None = None,
     chunk_rows: int = 262_144,
     missing: Literal["error", "drop"] = "error",
 ) -> ClusterStats:
     """Per-cluster cross-products of a CSV or Parquet file, in chunks, in constant memory.
 
-    The result equals ``cluster_stats(build_design(spec, pd.read_csv(path)))`` (to rounding),
+    The result equals ``cluster_stats(build_design(spec, pd.read_csv(path)))`` (to rounding,
+    once both are on one scale: ``streamed.to_scaling(in_memory.scaling)``),
     without ever holding the file: pandas ``read_csv(chunksize=...)`` or pyarrow's
     ``ParquetFile.iter_batches`` give ``chunk_rows`` rows at a time, each is coded like
     :func:`bayesmix.build_design` and folded into M with :func:`cross_products`.  Memory is
@@ -278,6 +322,10 @@ def stream_cluster_stats(
     spec : Spec
     levels : Levels, optional
         Cluster labels and categorical levels; found by :func:`scan_levels` when not given.
+    scaling : Scaling, optional
+        Centres and scales of the columns; by default the means and spreads of the first
+        chunk (any centre near the data keeps the sums free of cancellation, and the
+        estimates do not depend on which is used).
     chunk_rows : int
         Rows per chunk.
     missing : {"error", "drop"}
@@ -316,16 +364,18 @@ def stream_cluster_stats(
         seen_rows += len(na)
         if len(chunk) == 0:
             continue
-        X, Zq, y, codes = _chunk_arrays(spec, chunk, levels, cluster_pos)
-        part = cross_products(X, Zq, y, codes, J, chunk_rows=chunk_rows)
+        X, Zq, y, codes, (x0, z0) = _chunk_arrays(spec, chunk, levels, cluster_pos)
+        if scaling is None:
+            scaling = Scaling.from_arrays(X, Zq, y, x_intercept=x0, z_intercept=z0)
+        part = cross_products(X, Zq, y, codes, J, scaling=scaling, chunk_rows=chunk_rows)
         p, q = part.p, part.q
         M = part.M if M is None else M + part.M
         counts += part.n
-    if M is None:
+    if M is None or scaling is None:
         raise DataError(f"{path} holds no usable rows")
     if dropped:
         warnings.warn(
             f"dropped {dropped} of {seen_rows} rows with missing values", UserWarning,
             stacklevel=2,
         )
-    return ClusterStats(n=counts, M=M, p=p, q=q)
+    return ClusterStats(n=counts, M=M, p=p, q=q, scaling=scaling)

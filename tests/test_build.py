@@ -79,11 +79,17 @@ def test_u_conditional_draws_have_the_blup_mean_and_covariance(sleep_design):
     rng = np.random.default_rng(2)
     pt_ = _random_point(d, rng)
     D = 20_000
-    u = draw_u_conditional(
-        cluster_stats(d), np.tile(pt_["beta"], (D, 1)), np.tile(pt_["chol_u"], (D, 1, 1)),
-        np.full(D, pt_["sigma"]), np.random.default_rng(3),
-    )
+    # draw_u_conditional works on the statistics' standardised scale: map the point there
+    # and the draws back (bayesmix.scaling); the reference below is on the original scale.
+    st = cluster_stats(d)
+    sc = st.scaling
     T = pt_["chol_u"] @ pt_["chol_u"].T
+    chol_std = np.linalg.cholesky(sc.cov_to_std(T))
+    u_std = draw_u_conditional(
+        st, np.tile(sc.beta_to_std(pt_["beta"]), (D, 1)), np.tile(chol_std, (D, 1, 1)),
+        np.full(D, pt_["sigma"] / sc.y_scale), np.random.default_rng(3),
+    )
+    u = sc.u_from_std(u_std)
     for j in (0, 7):
         rows = d.cluster_index == j
         Zj = d.Zq[rows]

@@ -12,6 +12,7 @@ from conftest import FIT_SETTINGS, MODELS
 from scipy import stats as sps
 
 import bayesmix as bm
+from bayesmix.build import stats_data
 from bayesmix.sampling import compile_model
 from bayesmix.stats import cluster_stats
 
@@ -62,25 +63,30 @@ SBC_PRIORS = bm.Priors(
 )
 
 
-def _simulate_from_prior(rng: np.random.Generator) -> tuple[pd.DataFrame, dict[str, float]]:
+def _simulate_from_prior(
+    rng: np.random.Generator, z_bar: float = 0.0
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """A data set from the model's prior, and the true values behind it.
+
+    The SD prior and the LKJ prior are on the random effects with the intercept at the mean
+    z̄ of the slope variable (``U0 + z̄ U1``, bayesmix.priors); the model's prior places them
+    at the z̄ of the data it was built on, so ``z_bar`` is that value and U0 = Ŭ0 − z̄ U1.
+    """
     beta = rng.normal(0, 1, size=2)
     sd = np.abs(rng.normal(0, 1, size=2))
     r = 2 * rng.beta(2.0, 2.0) - 1  # LKJ(eta=2) for 2 x 2: (r + 1) / 2 ~ Beta(2, 2)
     sigma = abs(rng.normal(0, 1))
-    cov = np.array([[1, r], [r, 1]]) * np.outer(sd, sd)
+    centred = np.array([[1, r], [r, 1]]) * np.outer(sd, sd)
+    back = np.array([[1.0, -z_bar], [0.0, 1.0]])
+    cov = back @ centred @ back.T
     U = rng.multivariate_normal(np.zeros(2), cov, size=SBC_J)
     g = np.repeat(np.arange(SBC_J), SBC_NJ)
     x = rng.normal(size=g.size)
     y = beta[0] + U[g, 0] + (beta[1] + U[g, 1]) * x + rng.normal(0, sigma, size=g.size)
     data = pd.DataFrame({"y": y, "x": x, "g": [f"g{j}" for j in g]})
-    truth = {"g00": beta[0], "g10": beta[1], "sd0": sd[0], "sd1": sd[1], "sigma": sigma}
+    truth = {"g00": beta[0], "g10": beta[1], "sd0": float(np.sqrt(cov[0, 0])),
+             "sd1": sd[1], "sigma": sigma}
     return data, truth
-
-
-def _stats_data(design: bm.Design) -> dict[str, np.ndarray]:
-    st = cluster_stats(design)
-    return {"XX": st.XX, "XZ": st.XZ, "ZZ": st.ZZ, "Xy": st.Xy, "Zy": st.Zy, "yy": st.yy,
-            "n_j": st.n.astype(float)}
 
 
 def _sbc_ranks(n_datasets: int, seed: int) -> tuple[np.ndarray, float]:
@@ -89,18 +95,19 @@ def _sbc_ranks(n_datasets: int, seed: int) -> tuple[np.ndarray, float]:
     data0, _ = _simulate_from_prior(rng)
     design0 = bm.build_design(spec, data0)
     built = bm.build_model(design0, SBC_PRIORS, shared_data=True)
+    z_bar = float(built.scaling.z_center[1])
     settings = bm.SamplerSettings(draws=200, tune=300, chains=2, progressbar=False,
                                   backend="c")
     compiled = compile_model(built, settings)
     ranks = []
     start = time.perf_counter()
     for i in range(n_datasets):
-        data, truth = _simulate_from_prior(rng)
+        data, truth = _simulate_from_prior(rng, z_bar)
         design = bm.build_design(spec, data)
-        pm.set_data(_stats_data(design), model=built.model)
+        pm.set_data(stats_data(built, design), model=built.model)
         # Same model object, new statistics: only the Fit's design must follow the data.
         b = bm.BuiltModel(built.model, design, built.priors, built.likelihood,
-                          cluster_stats(design), built.graph)
+                          cluster_stats(design, scaling=built.scaling), built.graph)
         fit = bm.sample(b, settings.updated(random_seed=seed * 1000 + i), compiled=compiled)
         post = fit.posterior
         draws = {
@@ -138,11 +145,12 @@ def test_compiled_model_is_reused_for_new_data(dung_spec, dung_data):
     settings = bm.SamplerSettings(draws=50, tune=50, chains=1, random_seed=1,
                                   progressbar=False, backend="c")
     compiled = compile_model(built, settings)
-    shifted = dung_data.assign(pr_dung=dung_data["pr_dung"] + 10.0)
+    # New data within the reach of the first data set's priors (s_y ≈ 0.015).
+    shifted = dung_data.assign(pr_dung=dung_data["pr_dung"] * 1.1 + 0.01)
     d2 = bm.build_design(dung_spec, shifted)
-    pm.set_data(_stats_data(d2), model=built.model)
-    b2 = bm.BuiltModel(built.model, d2, built.priors, built.likelihood, cluster_stats(d2),
-                       built.graph)
+    pm.set_data(stats_data(built, d2), model=built.model)
+    b2 = bm.BuiltModel(built.model, d2, built.priors, built.likelihood,
+                       cluster_stats(d2, scaling=built.scaling), built.graph)
     fit = bm.sample(b2, settings, compiled=compiled)
     assert "compile" not in fit.timings
     # The same as building and compiling afresh on the new data, with the same priors

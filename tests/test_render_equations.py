@@ -402,8 +402,9 @@ def test_distributions_symbolic_and_with_priors():
     data = dung_data()
     eq = equations(spec, data)
     table = dict(resolve_priors(eq.design).table())
-    mu = float(re.search(r"mu=([-\d.e]+)", table["g00 (Intercept)"]).group(1))
-    line = next(x for x in eq.distributions.text.splitlines() if "γ_00 ~" in x)
+    mu = float(re.search(r"mu=([-\d.e]+)",
+                         table["g00 (Intercept) at the predictors' means (α)"]).group(1))
+    line = next(x for x in eq.distributions.text.splitlines() if "α ~" in x)
     shown = re.search(r"μ = ([-\d.e]+)", line).group(1)
     assert math.isclose(float(shown), mu, rel_tol=1e-3)
 

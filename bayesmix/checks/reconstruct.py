@@ -163,24 +163,35 @@ def explicit_loglik(
 
 
 def loglik_function(built: Any):
-    """The graph's log-likelihood as a NumPy function of its parameters.
+    """The graph's log-likelihood as a NumPy function of the original-scale parameters.
 
     Returns a callable ``f(beta=..., sigma=..., chol_u=..., u=...) -> float`` (``u`` only for
-    the forms that sample it), evaluating ``built.graph["loglik"]`` with those values put in
-    place of the model's random variables.
+    the forms that sample it).  The values are mapped onto the graph's standardised scale
+    with the model's :class:`~bayesmix.scaling.Scaling` (``β̃ = (A_xβ − m e₀)/s_y``,
+    ``T̃ = A_z T A_zᵀ/s_y²``, ...) and put in place of its random variables in
+    ``built.graph["loglik"]``, so a mistake in the scaling, the builder or the design shows.
     """
     import pytensor
     from pytensor.graph.replace import graph_replace
 
     graph = built.graph
-    names = [nt.BETA, nt.SIGMA, nt.CHOL_U] + ([nt.U] if nt.U in graph else [])
+    names = [nt.BETA_STD, nt.SIGMA_STD, nt.CHOL_STD] + ([nt.U_STD] if nt.U_STD in graph else [])
     inputs = {name: graph[name].type() for name in names}
     loglik = graph_replace(graph["loglik"], {graph[n]: inputs[n] for n in names}, strict=False)
     fn = pytensor.function([inputs[n] for n in names], loglik, mode="FAST_COMPILE",
                            on_unused_input="ignore")
+    sc = built.priors.scaling
 
     def evaluate(**values: np.ndarray) -> float:
-        return float(fn(*[values[n] for n in names]))
+        chol = np.asarray(values[nt.CHOL_U], dtype=float)
+        std = {
+            nt.BETA_STD: sc.beta_to_std(values[nt.BETA]),
+            nt.SIGMA_STD: np.asarray(float(values[nt.SIGMA]) / sc.y_scale),
+            nt.CHOL_STD: np.linalg.cholesky(sc.cov_to_std(chol @ chol.T)),
+        }
+        if nt.U_STD in graph:
+            std[nt.U_STD] = sc.u_to_std(values[nt.U])
+        return float(fn(*[std[n] for n in names]))
 
     return evaluate
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -340,3 +340,24 @@ def check_rank(X: np.ndarray, names: tuple[str, ...]) -> None:
         "are collinear (one is a linear combination of the others). Drop one of them, or a "
         "level-2 predictor that duplicates another."
     )
+
+
+def check_not_exact(design: Any) -> None:
+    """y must not be an exact linear function of X: σ would be 0 and nothing is random.
+
+    Checked on centred and scaled columns (:mod:`bayesmix.scaling`), so that a shifted or
+    rescaled outcome cannot fool it.
+    """
+    from bayesmix.scaling import design_scaling
+
+    if design.p == 0:
+        return
+    X, _, y = design_scaling(design).standardize(design.X, design.Zq, design.y)
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    if float(np.sqrt(np.mean((y - X @ coef) ** 2))) <= 1e-10:
+        raise DataError(
+            f"{design.spec.outcome!r} is an exact linear function of the fixed-effect columns "
+            f"({', '.join(design.fixed_names)}): the residual SD would be 0 and the model has "
+            "no random variation to estimate. Check that the outcome is not computed from the "
+            "predictors."
+        )

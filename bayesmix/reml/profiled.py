@@ -29,6 +29,9 @@ with ``log|L_θ|² = 2 Σ_j Σ_r log L_j[r, r]``. At the optimum ``σ̂² = r²/
 ``r²/(n − p)`` (REML) and ``Cov(β̂) = σ̂² (R_Xᵀ R_X)⁻¹``. The cost per evaluation is
 O(J (q³ + q² p + q p²) + p³), independent of the number of rows n.
 
+Everything here runs on the statistics' standardised scale (centred and scaled columns, see
+:mod:`bayesmix.scaling`); :func:`bayesmix.fit_reml` maps the solution back exactly.
+
 References
 ----------
 Bates, D., Mächler, M., Bolker, B. and Walker, S. (2015). Fitting linear mixed-effects models
@@ -317,8 +320,10 @@ def optimize_theta(
     """Minimise the profiled criterion over θ with bounded SciPy optimisers.
 
     Strategy: L-BFGS-B (finite-difference gradient, bounds 0 on the diagonal of Λ) from lme4's
-    start Λ = I and from a second, scaled start; the best point is polished with bounded
-    Nelder–Mead and the two final points are compared. The result is then checked as lme4's
+    start Λ = I and from Λ = 0.3 I and 0.05 I; the best point is polished with bounded
+    Nelder–Mead and up to three Newton steps.  θ is that of the statistics' standardised scale
+    (:mod:`bayesmix.scaling`), so the gradient and Hessian below are on a well-scaled
+    parameterisation whatever the units of the data. The result is then checked as lme4's
     ``checkConv`` does: the finite-difference gradient, scaled by the Hessian
     (``H⁻¹ g``), must be below ``grad_tol`` on the free coordinates, the Hessian there must be
     positive definite, and at an active bound the criterion must increase into the interior.
@@ -348,8 +353,12 @@ def optimize_theta(
         count[0] += 1
         return profiled_criterion(th, stats, method)
 
-    starts = [theta_start(q) if start is None else np.asarray(start, dtype=float)]
-    starts.append(starts[0] * 0.3 + np.where(lower == 0, 0.05, 0.0))
+    # On the standardised scale (bayesmix.scaling) the relative SDs of the random effects are
+    # of order 0.01-10, so three starts at different scales cover the basins that matter: a
+    # start far above the optimum can send L-BFGS-B's first step onto a boundary (HSB's
+    # cross-level model from Λ = I ends at a singular local minimum).
+    first = theta_start(q) if start is None else np.asarray(start, dtype=float)
+    starts = [first, theta_start(q) * 0.3, theta_start(q) * 0.05]
     messages: list[str] = []
     results = []
     for s in starts:
@@ -377,26 +386,29 @@ def optimize_theta(
             gradient=np.full(theta.size, np.nan), at_bound=np.zeros(theta.size, bool),
             evaluations=count[0],
         )
-    spread = max(r.fun for r in results) - crit
     at_bound = (lower == 0) & (theta == 0.0)
     grad, hess = _fd_gradient_hessian(f, theta, at_bound)
     free = ~at_bound
-    if free.any() and _NEWTON_POLISH:
-        # One Newton step on the free coordinates with the finite-difference Hessian: the
-        # criterion is nearly quadratic here, so this removes the last digits of optimiser
-        # slack along weakly identified directions. Kept only if it lowers the criterion.
+    for _ in range(3 if _NEWTON_POLISH else 0):
+        # Newton steps on the free coordinates with the finite-difference Hessian: the
+        # criterion is nearly quadratic here, so they remove the last digits of optimiser
+        # slack along weakly identified directions. A step is kept only if it lowers the
+        # criterion.
+        if not free.any():
+            break
         try:
             step = np.zeros_like(theta)
             step[free] = np.linalg.solve(hess[np.ix_(free, free)], grad[free])
-            trial = np.maximum(theta - step, np.where(np.isfinite(lower), lower, -np.inf))
-            f_trial = f(trial)
-            if f_trial < crit:
-                theta, crit = trial, f_trial
-                at_bound = (lower == 0) & (theta == 0.0)
-                free = ~at_bound
-                grad, hess = _fd_gradient_hessian(f, theta, at_bound)
         except np.linalg.LinAlgError:
-            pass
+            break
+        trial = np.maximum(theta - step, np.where(np.isfinite(lower), lower, -np.inf))
+        f_trial = f(trial)
+        if not f_trial < crit:
+            break
+        theta, crit = trial, f_trial
+        at_bound = (lower == 0) & (theta == 0.0)
+        free = ~at_bound
+        grad, hess = _fd_gradient_hessian(f, theta, at_bound)
     converged = True
     if free.any():
         h = hess[np.ix_(free, free)]
@@ -421,12 +433,6 @@ def optimize_theta(
         messages.append(
             "an SD was pushed to 0 although the criterion still decreases away from 0; the "
             "optimiser did not finish"
-        )
-    if spread > 1e-2 and abs(results[0].fun - results[1].fun) > 1e-2:
-        # Two starts ended at different values: report it, the best is kept.
-        messages.append(
-            f"two starting points ended {spread:.3g} apart in the criterion; the better one is "
-            "reported"
         )
     return OptimResult(
         theta=theta, criterion=crit, converged=converged, messages=tuple(messages),

@@ -13,8 +13,15 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.design import Design, build_design
+from bayesmix.design.validate import check_not_exact
 from bayesmix.errors import BayesmixError
-from bayesmix.reml.profiled import optimize_theta, solve_pls, theta_index
+from bayesmix.reml.profiled import (
+    lambda_from_theta,
+    optimize_theta,
+    solve_pls,
+    theta_from_covariance,
+    theta_index,
+)
 from bayesmix.spec.model import Spec
 from bayesmix.stats import cluster_stats
 
@@ -253,16 +260,25 @@ def fit_reml(
         raise BayesmixError(
             f"fit_reml takes a Spec (with data) or a Design, not {type(spec_or_design).__name__}"
         )
+    check_not_exact(design)
     stats = cluster_stats(design)
-    opt = optimize_theta(stats, method, start=start)
+    sc = stats.scaling
+    start_std = None
+    if start is not None:
+        # θ of the original scale -> θ̃ of the standardised one: T̃/σ̃² = A_z (T/σ²) A_zᵀ.
+        lam0 = lambda_from_theta(np.asarray(start, dtype=float), design.q)
+        start_std = theta_from_covariance(sc.A_z @ lam0 @ lam0.T @ sc.A_z.T, 1.0)
+    opt = optimize_theta(stats, method, start=start_std)
     sol = solve_pls(opt.theta, stats)
-    if sol is None:
+    if sol is None or not np.isfinite(opt.criterion):
         raise BayesmixError(
-            "the REML criterion cannot be evaluated for this model and data (X and Z are "
-            "numerically dependent); check for columns on very different scales"
+            "the REML criterion cannot be evaluated for this model and data: y is fitted "
+            "exactly (no residual variation is left), or X and Z are numerically dependent; "
+            "check for a predictor that duplicates the outcome or another predictor"
         )
-    sigma = sol.sigma(method)
-    cov_u = sigma**2 * sol.lam @ sol.lam.T
+    # Everything below maps the standardised solution back exactly (bayesmix.scaling).
+    sigma = sc.y_scale * sol.sigma(method)
+    cov_u = sc.cov_from_std(sol.sigma(method) ** 2 * sol.lam @ sol.lam.T)
     sd = np.sqrt(np.clip(np.diag(cov_u), 0.0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov_u / np.outer(sd, sd)
@@ -270,32 +286,38 @@ def fit_reml(
     np.fill_diagonal(corr, 1.0)
     corr = np.clip(corr, -1.0, 1.0)
     rows, cols = theta_index(design.q)
+    # Singularity is a property of T̃ (rank is unchanged by the invertible A_z).
     diag_theta = opt.theta[rows == cols]
     theta_zero = diag_theta < SINGULAR_TOL
     singular = bool(theta_zero.any())
+    zero_sd = np.where(sd <= 1e-8 * max(1.0, float(sd.max())), 0.0, sd)
     messages = list(opt.messages)
     if singular:
-        messages += _singular_messages(sd, corr, design.random_names, design.spec.cluster,
+        messages += _singular_messages(zero_sd, corr, design.random_names, design.spec.cluster,
                                        theta_zero)
     if not opt.converged:
         messages.insert(0, "The REML optimiser did not converge; the numbers are not estimates.")
-    vcov = sol.vcov_beta(method)
+    vcov = sc.vcov_from_std(sol.vcov_beta(method))
+    beta = sc.beta_from_std(sol.beta)
+    b = sc.u_from_std(sol.b)
+    theta = theta_from_covariance(cov_u, sigma)
+    criterion = sol.criterion(method) + sc.criterion_offset(design.n, method)
     fixed = list(design.fixed_names)
     rnames = list(design.random_names)
     clusters = pd.Index(design.clusters, name=design.spec.cluster)
     return REMLFit(
         design=design,
         method=method,
-        beta=pd.Series(sol.beta, index=fixed, name="estimate"),
+        beta=pd.Series(beta, index=fixed, name="estimate"),
         se=pd.Series(np.sqrt(np.diag(vcov)), index=fixed, name="se"),
         vcov=pd.DataFrame(vcov, index=fixed, columns=fixed),
-        u=pd.DataFrame(sol.b, index=clusters, columns=rnames),
+        u=pd.DataFrame(b, index=clusters, columns=rnames),
         sd_u=pd.Series(sd, index=rnames, name="sd"),
         corr_u=pd.DataFrame(corr, index=rnames, columns=rnames),
         sigma=float(sigma),
-        theta=opt.theta.copy(),
-        criterion=sol.criterion(method),
-        loglik=-0.5 * sol.criterion(method),
+        theta=theta,
+        criterion=criterion,
+        loglik=-0.5 * criterion,
         converged=bool(opt.converged),
         singular=singular,
         messages=tuple(messages),

@@ -789,10 +789,15 @@ def _priors_resolved(st: _Structure, pri: ResolvedPriors) -> list[ir.Block]:
     from bayesmix.priors import Prior
 
     out: list[ir.Block] = []
+    alpha = None
     for k, (_, g) in enumerate(st.fixed):
         prior = Prior("Normal", mu=float(pri.beta_mu[g.column]),
                       sigma=float(pri.beta_sigma[g.column]))
-        out.append(Equation(gamma_sym(g.name), _prior_node(prior), rel="~",
+        lhs = gamma_sym(g.name)
+        if (pri.intercept_centred and g.column == pri.scaling.x_intercept
+                and len(st.fixed) > 1):
+            lhs = alpha = Symbol("alpha")
+        out.append(Equation(lhs, _prior_node(prior), rel="~",
                             label="Priors" if k == 0 else None))
     for col in st.random:
         out.append(Equation(_sd(col), _prior_node(pri.sd_u, col.random_index), rel="~"))
@@ -802,9 +807,20 @@ def _priors_resolved(st: _Structure, pri: ResolvedPriors) -> list[ir.Block]:
             ir.Call("LKJ", (Keyword(Symbol("eta"), Num(pri.eta, 4)),)), rel="~",
         ))
     out.append(Equation(Symbol("sigma"), _prior_node(pri.sigma), rel="~"))
+    if alpha is not None:
+        out.append(_alpha_note())
     out.append(Note((Text("priors autoscaled from the data (bayesmix.priors), with the "
                           "model's overrides"),)))
     return out
+
+
+def _alpha_note() -> Note:
+    return Note((
+        Symbol("alpha"), Text(": the intercept at the means of the predictors ("),
+        Symbol("gamma", (Ident("00"),)), Text(" plus each predictor's mean times its "
+                                              "coefficient), so the posterior does not "
+                                              "depend on where the predictors' 0 lies"),
+    ))
 
 
 def _priors_symbolic(ctx: Context) -> list[ir.Block]:
@@ -814,15 +830,23 @@ def _priors_symbolic(ctx: Context) -> list[ir.Block]:
     s_y = Symbol("s", (Ident("y"),))
     two5 = Num(2.5)
     out: list[ir.Block] = []
+    alpha = None
     for k, (col, g) in enumerate(st.fixed):
         override = None
         if user is not None:
             override = user.beta.get(g.name)
+        lhs = gamma_sym(g.name)
         if override is not None:
             rhs = _prior_node(override)
         elif not col.factors and not g.factors:
-            rhs = ir.Call("Normal", (Keyword(Symbol("mu"), ir.Bar(Symbol("y"))),
-                                     Keyword(Symbol("sigma"), Symbol("s", (Ident("00"),)))))
+            if len(st.fixed) > 1:
+                lhs = alpha = Symbol("alpha")
+            if user is not None and user.intercept is not None:
+                rhs = _prior_node(user.intercept)
+            else:
+                rhs = ir.Call("Normal", (Keyword(Symbol("mu"), ir.Bar(Symbol("y"))),
+                                         Keyword(Symbol("sigma"),
+                                                 Product((two5, s_y), op="juxt"))))
         else:
             term = ":".join(f.var for f in (*col.factors, *g.factors))
             s_k = Symbol("s", (label_node(term),))
@@ -830,7 +854,7 @@ def _priors_symbolic(ctx: Context) -> list[ir.Block]:
                 Keyword(Symbol("mu"), Num(0.0)),
                 Keyword(Symbol("sigma"), ir.Frac(Product((two5, s_y), op="juxt"), s_k)),
             ))
-        out.append(Equation(gamma_sym(g.name), rhs, rel="~", label="Priors" if k == 0 else None))
+        out.append(Equation(lhs, rhs, rel="~", label="Priors" if k == 0 else None))
     sd_user = user.sd_u if user is not None else None
     for col in st.random:
         prior = None
@@ -860,10 +884,12 @@ def _priors_symbolic(ctx: Context) -> list[ir.Block]:
         sig_rhs = ir.Call("HalfStudentT", (Keyword(Symbol("nu"), Num(3.0)),
                                            Keyword(Symbol("sigma"), s_y)))
     out.append(Equation(Symbol("sigma"), sig_rhs, rel="~"))
+    if alpha is not None:
+        out.append(_alpha_note())
     out.append(Note((
         s_y, Text(": SD of y; "), Symbol("s", (Ident("k"),)),
-        Text(": SD of a column of X (or of Z); "), Symbol("s", (Ident("00"),)),
-        Text(": the intercept's scale, widened by the slopes' because X is not centred; the "
-             "numbers come from the data (pass data= to see them)"),
+        Text(": SD of a column of X (or of Z); the SD of the random intercept is that at the "
+             "means of the random-slope variables; the numbers come from the data (pass "
+             "data= to see them)"),
     )))
     return out
