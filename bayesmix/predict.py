@@ -75,10 +75,14 @@ class Prediction:
         return self._draws
 
     def __repr__(self) -> str:
-        rows = len(self._table) if self._draws is None else self._draws.sizes[nt.DIM_ROW]
-        what = "draws" if self.has_draws else "summary only"
-        return (f"Prediction(kind={self.kind!r}, rows={rows}, {what}, "
-                f"new_clusters={len(self.new_clusters)})")
+        from bayesmix.reprs import prediction_text
+
+        return prediction_text(self)
+
+    def _repr_html_(self) -> str:
+        from bayesmix.reprs import prediction_html
+
+        return prediction_html(self)
 
     def summary(self, ci_prob: float | None = None) -> pd.DataFrame:
         """Mean, sd and equal-tailed interval per row (default: 95%, or predict's ci_prob)."""

@@ -112,6 +112,22 @@ def test_fit_repr(dung):
     assert "<table" in fit._repr_html_()
 
 
+def test_prediction_repr(dung):
+    _, data, fit = dung
+    rows = pd.concat([data] * 2, ignore_index=True)
+    rows.loc[0, "oven_block"] = 99
+    pred = bm.predict(fit, rows, random_seed=1)
+    text = repr(pred)
+    assert len(text) < SHORT, len(text)
+    assert f"of {len(rows)} rows from 2 chains x 50 draws" in text
+    assert "clusters not in the fit: 99" in text
+    assert f"{len(rows) - 10} more rows" in text
+    assert "array(" not in text
+    assert "<table" in pred._repr_html_()
+    summary_only = bm.predict(fit, rows, random_seed=1, keep_draws=False)
+    assert "summary only" in repr(summary_only) and len(repr(summary_only)) < SHORT
+
+
 def test_comparison_repr(dung):
     _, _, fit = dung
     cmp = bm.compare(fit, bm.fit_reml(fit.design))
