@@ -122,7 +122,8 @@ def fit_text(fit: Any) -> str:
     title, line = _fit_header(fit)
     s = _summary(fit)
     table = s.compact().split("\n\n")[0]
-    more = f"; {len(s.warnings)} warnings: bm.summarize(fit)" if s.warnings else ""
+    n = len(s.warnings)
+    more = f"; {n} warning{'s' if n > 1 else ''}: bm.summarize(fit)" if n else ""
     return "\n".join([title, line, "", table, "", s.diagnostics + more])
 
 
