@@ -117,3 +117,67 @@ def test_numpyro_without_jax_says_how_to_install(dung_spec, dung_data):
         pytest.skip("numpyro is installed")
     with pytest.raises(bm.SpecError, match=r"pip install 'bayesmix\[numpyro\]'"):
         bm.fit(dung_spec, dung_data, sampler="numpyro")
+
+
+class _InterruptedRun:
+    """What ``nutpie.sample(..., blocking=False)`` returns, interrupted while waiting."""
+
+    cancelled = False
+
+    def wait(self):
+        raise KeyboardInterrupt
+
+    def cancel(self):
+        type(self).cancelled = True
+
+
+def _built(dung_spec, dung_data):
+    return bm.build_model(bm.build_design(dung_spec, dung_data))
+
+
+def test_ctrl_c_during_nutpie_sampling_stops_with_one_line(dung_spec, dung_data, monkeypatch):
+    import nutpie
+
+    from bayesmix.sampling import CompiledModel, SamplingInterrupted
+
+    monkeypatch.setattr(nutpie, "sample", lambda *a, **k: _InterruptedRun())
+    settings = bm.SamplerSettings(draws=10, tune=10, chains=2, progressbar=False)
+    with pytest.raises(SamplingInterrupted) as info:
+        bm.sample(_built(dung_spec, dung_data), settings,
+                  compiled=CompiledModel(None, "c", 0.0))
+    assert _InterruptedRun.cancelled
+    assert isinstance(info.value, KeyboardInterrupt)  # still stops scripts and notebooks
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("sampling interrupted after")
+    assert info.value.__suppress_context__
+
+
+@pytest.mark.parametrize("sampler", ["nutpie", "pymc"])
+def test_a_partial_trace_is_refused(dung_spec, dung_data, monkeypatch, sampler):
+    """Both samplers can hand back what they had when stopped; that is not a fit."""
+    import nutpie
+    import xarray as xr
+
+    from bayesmix import sampling
+    from bayesmix.sampling import CompiledModel, SamplingInterrupted
+
+    beta = np.zeros((2, 7, 2))
+    beta[1, 5:] = np.nan  # the second chain stopped early: nutpie pads with NaN
+    partial = xr.DataTree.from_dict({"posterior": xr.Dataset(
+        {"beta": (("chain", "draw", "fixed"), beta)})})
+
+    class Done:
+        def wait(self):
+            return partial
+
+    monkeypatch.setattr(nutpie, "sample", lambda *a, **k: Done())
+    monkeypatch.setattr(sampling.pm, "sample", lambda **k: partial)
+    built = _built(dung_spec, dung_data)
+    with pytest.raises(SamplingInterrupted, match=r"2 chains x 7 draws came back of 2 x 10"):
+        bm.sample(built, bm.SamplerSettings(draws=10, tune=5, chains=2, sampler=sampler,
+                                            progressbar=False),
+                  compiled=CompiledModel(None, "c", 0.0) if sampler == "nutpie" else None)
+    with pytest.raises(SamplingInterrupted, match="interrupted"):
+        bm.sample(built, bm.SamplerSettings(draws=7, tune=5, chains=2, sampler=sampler,
+                                            progressbar=False),
+                  compiled=CompiledModel(None, "c", 0.0) if sampler == "nutpie" else None)
