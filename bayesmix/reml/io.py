@@ -196,7 +196,22 @@ def _few(items: list[str], k: int = 8) -> str:
 
 
 def _num(x: object) -> float:
-    return float("nan") if x is None else float(x)  # type: ignore[arg-type]
+    """A JSON number (null: NaN); text such as "1.5" and booleans are refused."""
+    if x is None:
+        return float("nan")
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"{x!r} is not a number")
+    return float(x)
+
+
+def _flag(data: dict, key: str, default: bool, where: str) -> bool:
+    """A JSON boolean: "false", 0 or [false] would silently read as the opposite or as true."""
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise REMLFormatError(
+            f"{where}: \"{key}\" must be true or false (a JSON boolean), not {value!r}"
+        )
+    return value
 
 
 def _listify(x: object) -> list:
@@ -292,8 +307,9 @@ def reml_from_dict(data: dict, *, design: Design | None = None, where: str = "")
         mterms = [str(t) for t in _listify(modes["terms"])]
         values = np.array([[_num(x) for x in _listify(r)] for r in _listify(modes["values"])])
         clusters = [str(c) for c in _listify(modes["clusters"])]
-        sigma = float(data["sigma"])
-        criterion = float(data["criterion"])
+        sigma = _num(data["sigma"])
+        criterion = _num(data["criterion"])
+        loglik = _num(data["loglik"]) if data.get("loglik") is not None else -0.5 * criterion
     except (KeyError, TypeError, ValueError) as exc:
         raise REMLFormatError(f"{where} lacks or garbles an entry ({exc}); see the format in "
                               "bayesmix.reml.io") from exc
@@ -309,10 +325,21 @@ def reml_from_dict(data: dict, *, design: Design | None = None, where: str = "")
     method = str(data.get("method", "REML")).upper()
     if method not in ("REML", "ML"):
         raise REMLFormatError(f"{where}: \"method\" must be \"REML\" or \"ML\", not {method!r}")
-    theta = data.get("theta")
+    try:
+        theta = data.get("theta")
+        theta = None if theta is None else np.array([_num(x) for x in _listify(theta)])
+    except TypeError as exc:
+        raise REMLFormatError(f"{where}: \"theta\" must be a list of numbers ({exc})") from None
     cluster_name = data.get("cluster")
     messages = tuple(str(m) for m in _listify(data.get("messages") or []))
-    converged = bool(data.get("converged", True))
+    converged = _flag(data, "converged", True, where)
+    singular = _flag(data, "singular", False, where)
+    nobs = data.get("nobs") or 0
+    if isinstance(nobs, bool) or not isinstance(nobs, int) or nobs < 0:
+        raise REMLFormatError(f"{where}: \"nobs\" must be a whole number, not {nobs!r}")
+    for key in ("method", "formula", "source"):
+        if key in data and not isinstance(data[key], str):
+            raise REMLFormatError(f"{where}: \"{key}\" must be text, not {data[key]!r}")
     reml = REMLFit(
         design=None,
         method=method,  # type: ignore[arg-type]
@@ -323,15 +350,15 @@ def reml_from_dict(data: dict, *, design: Design | None = None, where: str = "")
         sd_u=sd,
         corr_u=pd.DataFrame(corr, index=rterms, columns=rterms),
         sigma=sigma,
-        theta=None if theta is None else np.asarray(_listify(theta), dtype=float),
+        theta=theta,
         criterion=criterion,
-        loglik=float(data.get("loglik", -0.5 * criterion)),
+        loglik=loglik,
         converged=converged,
-        singular=bool(data.get("singular", False)),
+        singular=singular,
         messages=messages,
         source="imported",
         formula=str(data.get("formula", "")),
-        nobs=int(data.get("nobs") or 0),
+        nobs=nobs,
         origin=str(data.get("source", "imported")),
     )
     return reml if design is None else align_reml(reml, design)
