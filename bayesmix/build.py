@@ -277,7 +277,7 @@ def _u_from_offset(chol, sc: Scaling):
 
 
 def _rows(design: Design, sc: Scaling, beta, chol, sigma, shared: bool = False) -> dict[str, Any]:
-    Xs, Zs, _ = sc.standardize(design.X, design.Zq, design.y)
+    Xs, Zs, _ = sc.standardize(design.atoms, design.y)
     X = _data("X", Xs, shared)
     Zq = _data("Zq", Zs, shared)
     idx = _data("cluster_index", design.cluster_index, shared)

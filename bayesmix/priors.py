@@ -179,8 +179,9 @@ class Priors:
     ----------
     beta : mapping of str to Prior
         Per γ, keyed by γ name (``"g01"``) or column label (``"g01 (M)"``).  Must be Normal.
-        A prior for the intercept γ_00 puts it on the intercept where every predictor is 0
-        (and no prior on α).
+        The prior is on γ itself (for γ_00: the intercept where every predictor is 0, instead
+        of α; for a main effect that an interaction contains: its slope where the other
+        variable is 0), the other γ's keep theirs at the means.
     intercept : Prior or None
         Prior of α, the intercept at the means of the predictors (module docstring); must be
         Normal.  Give this or a ``beta`` prior for γ_00, not both.
@@ -275,23 +276,24 @@ class ResolvedPriors:
     Attributes
     ----------
     beta_mu, beta_sigma : ndarray, shape (p,)
-        ``Normal(beta_mu[k], beta_sigma[k])`` for each column of X; for the intercept column
-        this is the prior of α (the intercept at the predictors' means) when
-        ``intercept_centred``, else of γ_00 itself.  The priors are independent.
-    intercept_centred : bool
-        Whether the intercept's entry is the prior of α.
+        Independent ``Normal(beta_mu[k], beta_sigma[k])`` priors, one per column k of X: on
+        δ_k, the coefficient of column k with every centred variable at its mean (α for the
+        intercept; :meth:`bayesmix.scaling.Scaling.x_centring`), where ``beta_at_means[k]``,
+        else on γ_k itself.  For a column that no interaction contains, δ_k = γ_k.
+    beta_at_means : tuple of bool, length p
+        Where each γ's prior is placed (above).
     sd_u : Prior
-        Vector-valued prior (length q) of the SDs of the random effects, the intercept's at the
-        means of the random-slope variables (module docstring).
+        Vector-valued prior (length q) of the SDs of the random effects with the random-slope
+        variables at their means (the intercept's: that of ``U_0 + Σ_r z̄_r U_r``).
     sigma : Prior
         Prior of σ.
     eta : float
-        LKJ shape.
+        LKJ shape, on the correlations of those same random effects.
     fixed_names, random_names : tuple of str
         Labels, to print the priors.
     scaling : Scaling
-        The design's centres and scales: x̄, z̄ where α and the intercept's SD are placed, and
-        the standardised scale the model is built on (:meth:`std_beta`, :meth:`std_sd_u`,
+        The design's centres and scales: the means the priors are placed at, and the
+        standardised scale the model is built on (:meth:`std_beta`, :meth:`std_sd_u`,
         :meth:`std_sigma` give the same priors there).
     """
 
@@ -303,39 +305,48 @@ class ResolvedPriors:
     fixed_names: tuple[str, ...]
     random_names: tuple[str, ...]
     scaling: Scaling
-    intercept_centred: bool = True
+    beta_at_means: tuple[bool, ...] = ()
+
+    @property
+    def intercept_centred(self) -> bool:
+        """Whether the intercept's prior is that of α (the intercept at the means)."""
+        k0 = self.scaling.x_intercept
+        return k0 is not None and self.beta_at_means[k0]
+
+    def _basis(self) -> np.ndarray:
+        """B with ``Bβ`` the quantities the independent priors are on (p × p)."""
+        c = self.scaling.x_centring()
+        return np.array([c[k] if at else np.eye(c.shape[0])[k]
+                         for k, at in enumerate(self.beta_at_means)]).reshape(c.shape)
 
     # ---------------------------------------------------------------- on the model's scale
     def beta_normal(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean (p,) and covariance (p, p) of the joint Normal prior of γ (original scale).
 
-        With α centred, ``γ_00 = α − Σ_k x̄_k γ_k``: the implied prior of γ_00 is correlated
-        with the slopes' (and its variance is ``σ_α² + Σ_k x̄_k² σ_k²``).
+        ``Bβ ~ N(μ, diag σ²)`` with B the rows of the centring map (or of I), so
+        ``β ~ N(B⁻¹μ, B⁻¹ diag(σ²) B⁻ᵀ)``; e.g. γ_00 = α − Σ_k x̄_k γ_k has the variance
+        ``σ_α² + Σ_k x̄_k² σ_k²`` and is correlated with the slopes.
         """
-        mean = self.beta_mu.astype(float).copy()
-        a = np.eye(mean.size)
-        k0 = self.scaling.x_intercept
-        if self.intercept_centred and k0 is not None:
-            c = self.scaling.x_center
-            a[k0, :] -= c
-            a[k0, k0] = 1.0
-        cov = a @ np.diag(self.beta_sigma.astype(float) ** 2) @ a.T
-        return a @ mean, cov
+        b_inv = np.linalg.inv(self._basis())
+        return b_inv @ self.beta_mu, b_inv @ np.diag(self.beta_sigma**2) @ b_inv.T
 
     def std_beta(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean (p,) and covariance (p, p) of the prior of β̃ (the standardised scale).
 
-        ``β̃ = (A_x β − m e_{k₀}) / s_y`` is affine in β, so the Normal prior maps exactly;
-        with the default (centred) intercept the covariance is diagonal.
+        ``β̃ = (A_x β − m e₀)/s_y`` with ``A_x = diag(D_x) C_x``; writing β through the prior's
+        basis, ``A_x β = diag(D_x) C_x B⁻¹ (Bβ)``, the Normal prior maps exactly; with every
+        prior at the means (the default) ``C_x B⁻¹ = I`` and the covariance is diagonal.
         """
-        mean, cov = self.beta_normal()
         sc = self.scaling
-        a = sc.A_x / sc.y_scale
-        return sc.beta_to_std(mean), a @ cov @ a.T
+        basis = self._basis()
+        g = np.linalg.solve(basis.T, sc.x_centring().T).T  # C_x B⁻¹
+        a = sc.x_column_scale[:, None] * g / sc.y_scale
+        shift = sc.beta_to_std(np.zeros(sc.p))  # −m e₀ / s_y
+        return a @ self.beta_mu + shift, a @ np.diag(self.beta_sigma**2) @ a.T
 
     def std_sd_u(self) -> Prior:
-        """The prior of the SDs of ũ: ``SD(ũ_r) = s_r SD(U_r) / s_y`` (s = 1 for U_0)."""
-        return self.sd_u.scaled(self.scaling.z_scale / self.scaling.y_scale)
+        """The prior of the SDs of ũ: ``SD(ũ_r) = D_z[r] SD(δ^u_r) / s_y``."""
+        return self.sd_u.scaled(self.scaling.z_column_scale / self.scaling.y_scale)
 
     def std_sigma(self) -> Prior:
         """The prior of σ̃ = σ / s_y."""
@@ -345,20 +356,22 @@ class ResolvedPriors:
     def table(self) -> list[tuple[str, str]]:
         """(parameter, prior) rows, e.g. ``("g01 (M)", "Normal(mu=0, sigma=2.5)")``."""
         k0 = self.scaling.x_intercept
+        cx, cz = self.scaling.x_centring(), self.scaling.z_centring()
         rows = []
         for k, (name, m, s) in enumerate(
             zip(self.fixed_names, self.beta_mu, self.beta_sigma, strict=True)
         ):
             label = name
-            if k == k0 and self.intercept_centred and len(self.fixed_names) > 1:
-                label = f"{name} at the predictors' means (α)"
+            moved = not np.array_equal(cx[k], np.eye(cx.shape[0])[k])
+            if self.beta_at_means[k] and moved:
+                label += (" at the predictors' means (α)" if k == k0
+                          else " at the means of the variables it interacts with")
             rows.append((label, str(Prior("Normal", mu=m, sigma=s))))
         sd = self.sd_u.kwargs
-        centred_u0 = self.scaling.z_intercept is not None and len(self.random_names) > 1
         for i, name in enumerate(self.random_names):
             one = {k: (v[i] if isinstance(v, tuple) else v) for k, v in sd.items()}
-            where = " at the slope variables' means" if (
-                centred_u0 and i == self.scaling.z_intercept) else ""
+            moved = not np.array_equal(cz[i], np.eye(cz.shape[0])[i])
+            where = " at the slope variables' means" if moved else ""
             rows.append((f"sd of {name}{where}", str(Prior(self.sd_u.dist, **one))))
         if len(self.random_names) > 1:
             rows.append(("correlations of U", f"LKJ(eta={self.eta:g})"))
@@ -370,7 +383,7 @@ class ResolvedPriors:
         return {
             "beta_mu": self.beta_mu.tolist(),
             "beta_sigma": self.beta_sigma.tolist(),
-            "intercept_centred": self.intercept_centred,
+            "beta_at_means": list(self.beta_at_means),
             "sd_u": self.sd_u.to_dict(),
             "sigma": self.sigma.to_dict(),
             "eta": self.eta,
@@ -393,7 +406,7 @@ class ResolvedPriors:
             fixed_names=tuple(values["fixed_names"]),
             random_names=tuple(values["random_names"]),
             scaling=Scaling.from_dict(values["scaling"]),
-            intercept_centred=bool(values["intercept_centred"]),
+            beta_at_means=tuple(bool(v) for v in values["beta_at_means"]),
         )
 
 
@@ -449,7 +462,8 @@ def resolve_priors(design: Design, priors: Priors | None = None) -> ResolvedPrio
     p = design.X.shape[1]
     k0 = sc.x_intercept
     mu = np.zeros(p)
-    sigma = 2.5 * s_y / sc.x_scale
+    sigma = 2.5 * s_y / sc.x_column_scale
+    at_means = [True] * p
     if k0 is not None:
         mu[k0] = sc.y_center
         sigma[k0] = 2.5 * s_y
@@ -457,7 +471,6 @@ def resolve_priors(design: Design, priors: Priors | None = None) -> ResolvedPrio
     for k, (gname, label) in enumerate(zip(design.gamma_names, design.fixed_names, strict=True)):
         gamma_index.setdefault(gname, []).append(k)
         gamma_index[label] = [k]
-    centred = k0 is not None
     for key, prior in priors.beta.items():
         if key not in gamma_index:
             raise SpecError(
@@ -467,21 +480,21 @@ def resolve_priors(design: Design, priors: Priors | None = None) -> ResolvedPrio
         for k in gamma_index[key]:
             mu[k] = prior.kwargs["mu"]
             sigma[k] = prior.kwargs["sigma"]
-            if k == k0:
-                centred = False
+            at_means[k] = False  # the user's prior is on γ_k itself
     if priors.intercept is not None:
         if k0 is None:
             raise SpecError(
                 "a prior is given for the intercept, but the model has no intercept γ_00"
             )
-        if not centred:
+        if not at_means[k0]:
             raise SpecError(
                 "give a prior either for the intercept at the predictors' means (`intercept`) "
                 f"or for {design.fixed_names[k0]!r} itself (`beta`), not both"
             )
         mu[k0] = priors.intercept.kwargs["mu"]
         sigma[k0] = priors.intercept.kwargs["sigma"]
-    default_sd = Prior("HalfStudentT", nu=3.0, sigma=tuple((s_y / sc.z_scale).tolist()))
+    default_sd = Prior("HalfStudentT", nu=3.0,
+                       sigma=tuple((s_y / sc.z_column_scale).tolist()))
     return ResolvedPriors(
         beta_mu=mu,
         beta_sigma=sigma,
@@ -491,5 +504,5 @@ def resolve_priors(design: Design, priors: Priors | None = None) -> ResolvedPrio
         fixed_names=design.fixed_names,
         random_names=design.random_names,
         scaling=sc,
-        intercept_centred=centred,
+        beta_at_means=tuple(at_means),
     )

@@ -1,165 +1,232 @@
 """The standardised scale every numerical stage works on, and the exact maps back.
 
-Cross-products of raw columns lose their precision to cancellation as soon as a column is far
-from 0 relative to its spread (years ≈ 2000, incomes ≈ 1e5, a shifted ``Days + 100``).  So the
-statistics, the REML optimiser and the sampler all work with centred and scaled columns::
+Cross-products of raw columns lose their precision to cancellation as soon as a variable is
+far from 0 relative to its spread (years ≈ 2000, incomes ≈ 1e5, a shifted ``Days + 100``), and
+a product column ``x·w`` of a shifted x is nearly collinear with w.  So the statistics, the REML
+optimiser and the sampler all work with columns built from centred and scaled *variables*:
+each coded variable column (an *atom*: a numeric variable, or a categorical indicator) is
+replaced by ``ã = (a − c) / s`` before the products of the design are formed::
 
-    X̃[:, k] = (X[:, k] − c_k) / s_k      k ≠ k₀ (the intercept column, left as 1)
-    Z̃[:, r] = (Zq[:, r] − d_r) / t_r      r ≠ r₀ (the random intercept, left as 1)
+    X̃[:, k] = Π_{i ∈ F_k} (a_i − c_i) / s_i        (F_k: the atoms of column k; () → 1)
+    Z̃[:, r] = Π_{i ∈ G_r} (a_i − d_i) / t_i
     ỹ       = (y − m) / s_y
 
-Columns are centred only when the model has the matching intercept (a centred column without
-it would change the model); otherwise ``c = 0`` (``d = 0``, ``m = 0``) and only the scale
-changes.  In matrix form ``X = X̃ A_x`` and ``Zq = Z̃ A_z`` with ``A = diag(s) + e_{k₀} cᵀ``, so
-the model ``y = Xβ + Zb + ε`` is, on the standardised scale, ``ỹ = X̃β̃ + Z̃b̃ + ε̃`` with::
+Expanding ``a = s ã + c`` in every product gives ``X = X̃ A_x`` and ``Zq = Z̃ A_z`` exactly,
+with ``A_x[col(S), k] = Π_{i∈S} s_i Π_{i∈F_k∖S} c_i`` for every sub-product S of column k.  An
+atom is centred only where every sub-product this needs is itself a column (an intercept for a
+main effect, w for x·w): otherwise centring would change the model, and the atom is only
+scaled (c = 0, s its root mean square).  y is centred when X has an intercept.  The model
+``y = Xβ + Zb + ε`` is then, on the standardised scale, ``ỹ = X̃β̃ + Z̃b̃ + ε̃`` with::
 
-    β̃ = (A_x β − m e_{k₀}) / s_y        b̃_j = A_z b_j / s_y        ε̃ = ε / s_y
-    T̃ = A_z T A_zᵀ / s_y²               σ̃ = σ / s_y
+    β̃ = (A_x β − m e₀) / s_y        b̃_j = A_z b_j / s_y        ε̃ = ε / s_y
+    T̃ = A_z T A_zᵀ / s_y²           σ̃ = σ / s_y
 
-Every map is affine and exactly invertible (:meth:`Scaling.beta_from_std` and friends), so the
-estimates on the original scale change with a shift or rescaling of a column exactly as the
-algebra says, and the numerics never see the raw magnitudes.  The log density of y differs
-from that of ỹ by the Jacobian ``−n log s_y``.
+Every map is affine and exactly invertible (the inverse expansion has ``1/s`` and ``−c/s``, so
+no matrix is inverted numerically), so estimates on the original scale change with a shift or
+rescaling of a variable exactly as the algebra says, and the numerics never see the raw
+magnitudes.  The log density of y differs from that of ỹ by the Jacobian ``−n log s_y``.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+Factors = tuple[tuple[int, ...], ...]
 
-def _moments(values: np.ndarray, center: bool, intercept: int | None) -> tuple:
-    """Centre (0 where not centring) and scale (spread about it, else 1) of each column."""
+
+def _subsets(factors: tuple[int, ...]):
+    """(S, complement) position splits of one column's atoms, S as a sorted atom tuple."""
+    positions = range(len(factors))
+    for size in range(len(factors) + 1):
+        for chosen in itertools.combinations(positions, size):
+            rest = [factors[i] for i in positions if i not in chosen]
+            yield tuple(sorted(factors[i] for i in chosen)), rest
+
+
+def _centring(factors: Factors, means: np.ndarray) -> np.ndarray:
+    """Which atoms can be centred: every sub-product their expansion needs is a column."""
+    columns = {tuple(sorted(f)) for f in factors}
+    centred = np.zeros(means.size, dtype=bool)
+    for f in factors:
+        centred[list(f)] = True
+    centred &= means != 0
+    changed = True
+    while changed:
+        changed = False
+        for f in factors:
+            for sub, rest in _subsets(f):
+                if rest and all(centred[i] for i in rest) and sub not in columns:
+                    centred[rest[0]] = False
+                    changed = True
+    return centred
+
+
+def _expansion(factors: Factors, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """E with ``cols = cols̃ E``, for atoms ``a = scale · ã + center`` (k × k)."""
+    index = {tuple(sorted(f)): j for j, f in enumerate(factors)}
+    e = np.zeros((len(factors), len(factors)))
+    for k, f in enumerate(factors):
+        for sub, rest in _subsets(f):
+            coef = float(np.prod([center[i] for i in rest])) if rest else 1.0
+            if coef == 0.0:
+                continue
+            if sub in index:
+                e[index[sub], k] += coef * float(np.prod([scale[i] for i in sub]))
+            else:  # cannot happen for atoms chosen by _centring
+                raise ValueError(f"column {sub} needed to centre column {f} is missing")
+    return e
+
+
+def _moments(values: np.ndarray, centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (the mean where centred, else 0) and spread about it (else 1) of each column."""
     k = values.shape[1]
     if values.shape[0] == 0:
         return np.zeros(k), np.ones(k)
-    centre = values.mean(axis=0) if center else np.zeros(k)
-    # Spread about the centre actually used: the SD, or the root mean square when the column
-    # cannot be centred, so that every standardised column is of order 1.
+    centre = np.where(centred, values.mean(axis=0), 0.0)
     spread = np.sqrt(np.mean((values - centre) ** 2, axis=0))
-    scale = np.where(spread > 0, spread, 1.0)
-    if intercept is not None:
-        centre[intercept] = 0.0
-        scale[intercept] = 1.0
-    return centre, scale
+    return centre, np.where(spread > 0, spread, 1.0)
 
 
-def _affine(center: np.ndarray, scale: np.ndarray, intercept: int | None) -> np.ndarray:
-    """``A = diag(scale) + e_{k₀} centerᵀ`` (k × k), so that ``W = W̃ A``."""
-    a = np.diag(scale.astype(float))
-    if intercept is not None:
-        a[intercept, :] += center
-        a[intercept, intercept] = 1.0
-    return a
-
-
-def _affine_inverse(center: np.ndarray, scale: np.ndarray, intercept: int | None) -> np.ndarray:
-    """``A⁻¹ = diag(1/scale) − e_{k₀} (center/scale)ᵀ``, exactly (``center[k₀] = 0``)."""
-    inv = np.diag(1.0 / scale)
-    if intercept is not None:
-        inv[intercept, :] -= center / scale
-        inv[intercept, intercept] = 1.0
-    return inv
+def _columns(atoms: np.ndarray, factors: Factors, center: np.ndarray,
+             scale: np.ndarray) -> np.ndarray:
+    """Π over each column's atoms of (a − c) / s, shape (n, len(factors))."""
+    n = atoms.shape[0]
+    std = (atoms - center) / scale
+    out = np.ones((n, len(factors)))
+    for k, f in enumerate(factors):
+        for i in f:
+            out[:, k] *= std[:, i]
+    return out
 
 
 @dataclass(frozen=True)
 class Scaling:
-    """Centres and scales of [X, Zq, y] (module docstring), and the exact maps between scales.
+    """Centres and scales of the atoms and of y (module docstring), and the exact maps.
 
     Attributes
     ----------
-    x_center, x_scale : ndarray, shape (p,)
-        c and s of the columns of X (0 and 1 for the intercept column).
-    z_center, z_scale : ndarray, shape (q,)
-        d and t of the random terms' level-1 columns Zq.
+    x_factors, z_factors : tuple of tuple of int
+        The atoms multiplied in each column of X (p) and of Zq (q); ``()`` is an intercept.
+    x_center, x_scale : ndarray, shape (a,)
+        c and s of each atom as X uses it (c = 0 where it is not centred).
+    z_center, z_scale : ndarray, shape (a,)
+        d and t of each atom as Zq uses it.
     y_center, y_scale : float
         m and s_y.
-    x_intercept, z_intercept : int or None
-        Index of the intercept column of X / of Zq, when the model has one.
     """
 
+    x_factors: Factors
+    z_factors: Factors
     x_center: np.ndarray
     x_scale: np.ndarray
     z_center: np.ndarray
     z_scale: np.ndarray
     y_center: float
     y_scale: float
-    x_intercept: int | None
-    z_intercept: int | None
 
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_arrays(
-        cls,
-        X: np.ndarray,
-        Zq: np.ndarray,
-        y: np.ndarray,
-        *,
-        x_intercept: int | None,
-        z_intercept: int | None,
+        cls, atoms: np.ndarray, y: np.ndarray, x_factors: Factors, z_factors: Factors
     ) -> Scaling:
         """Centres and scales from data (any rows: all of them, or a first chunk).
 
         Parameters
         ----------
-        X : ndarray, shape (n, p)
-        Zq : ndarray, shape (n, q)
+        atoms : ndarray, shape (n, a)
+            The coded variable columns.
         y : ndarray, shape (n,)
-        x_intercept, z_intercept : int or None
-            Which column is the intercept (known from the terms, never guessed from values).
+        x_factors, z_factors : tuple of tuple of int
+            Each column's atoms (from the design's terms, never guessed from values).
         """
-        xc, xs = _moments(np.asarray(X, dtype=float), x_intercept is not None, x_intercept)
-        zc, zs = _moments(np.asarray(Zq, dtype=float), z_intercept is not None, z_intercept)
-        yc, ys = _moments(np.asarray(y, dtype=float)[:, None], x_intercept is not None, None)
-        return cls(xc, xs, zc, zs, float(yc[0]), float(ys[0]), x_intercept, z_intercept)
-
-    @classmethod
-    def identity(cls, p: int, q: int) -> Scaling:
-        """No centring, unit scales (the raw scale)."""
-        return cls(np.zeros(p), np.ones(p), np.zeros(q), np.ones(q), 0.0, 1.0, None, None)
+        atoms = np.asarray(atoms, dtype=float)
+        y = np.asarray(y, dtype=float)
+        means = atoms.mean(axis=0) if atoms.shape[0] else np.zeros(atoms.shape[1])
+        xc, xs = _moments(atoms, _centring(x_factors, means))
+        zc, zs = _moments(atoms, _centring(z_factors, means))
+        y_centred = np.array([() in x_factors])
+        yc, ys = _moments(y[:, None], y_centred)
+        return cls(tuple(x_factors), tuple(z_factors), xc, xs, zc, zs, float(yc[0]),
+                   float(ys[0]))
 
     @property
     def p(self) -> int:
         """Columns of X."""
-        return int(self.x_center.size)
+        return len(self.x_factors)
 
     @property
     def q(self) -> int:
         """Random terms."""
-        return int(self.z_center.size)
+        return len(self.z_factors)
+
+    @property
+    def x_intercept(self) -> int | None:
+        """Index of X's intercept column, or None."""
+        return self.x_factors.index(()) if () in self.x_factors else None
+
+    @property
+    def z_intercept(self) -> int | None:
+        """Index of Zq's intercept column, or None."""
+        return self.z_factors.index(()) if () in self.z_factors else None
 
     # ----------------------------------------------------------------- data
     def standardize(
-        self, X: np.ndarray, Zq: np.ndarray, y: np.ndarray
+        self, atoms: np.ndarray, y: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """X̃, Z̃, ỹ of some rows (shapes as given)."""
+        """X̃ (n, p), Z̃ (n, q) and ỹ (n,) of some rows, from their atoms and y."""
+        atoms = np.asarray(atoms, dtype=float)
         return (
-            (np.asarray(X, dtype=float) - self.x_center) / self.x_scale,
-            (np.asarray(Zq, dtype=float) - self.z_center) / self.z_scale,
+            _columns(atoms, self.x_factors, self.x_center, self.x_scale),
+            _columns(atoms, self.z_factors, self.z_center, self.z_scale),
             (np.asarray(y, dtype=float) - self.y_center) / self.y_scale,
         )
 
     @property
     def A_x(self) -> np.ndarray:
         """``X = X̃ A_x``, shape (p, p)."""
-        return _affine(self.x_center, self.x_scale, self.x_intercept)
+        return _expansion(self.x_factors, self.x_center, self.x_scale)
+
+    @property
+    def A_x_inv(self) -> np.ndarray:
+        """``X̃ = X A_x⁻¹``, shape (p, p) (the expansion with 1/s and −c/s)."""
+        return _expansion(self.x_factors, -self.x_center / self.x_scale, 1.0 / self.x_scale)
 
     @property
     def A_z(self) -> np.ndarray:
         """``Zq = Z̃ A_z``, shape (q, q)."""
-        return _affine(self.z_center, self.z_scale, self.z_intercept)
+        return _expansion(self.z_factors, self.z_center, self.z_scale)
 
     @property
     def A_z_inv(self) -> np.ndarray:
         """A_z⁻¹, shape (q, q)."""
-        return _affine_inverse(self.z_center, self.z_scale, self.z_intercept)
+        return _expansion(self.z_factors, -self.z_center / self.z_scale, 1.0 / self.z_scale)
+
+    def x_centring(self) -> np.ndarray:
+        """``X = X_c C_x`` with X_c built from centred, unscaled atoms (p × p).
+
+        ``δ = C_x β`` are the coefficients with every centred variable at its mean (the
+        intercept α at the means, a main effect at the means of what it interacts with):
+        the parameters the default priors are placed on (:mod:`bayesmix.priors`).
+        """
+        return _expansion(self.x_factors, self.x_center, np.ones_like(self.x_scale))
+
+    def z_centring(self) -> np.ndarray:
+        """``Zq = Z_c C_z``, the same for the random terms (q × q)."""
+        return _expansion(self.z_factors, self.z_center, np.ones_like(self.z_scale))
 
     @property
-    def A_x_inv(self) -> np.ndarray:
-        """A_x⁻¹, shape (p, p)."""
-        return _affine_inverse(self.x_center, self.x_scale, self.x_intercept)
+    def x_column_scale(self) -> np.ndarray:
+        """``D_x[k] = Π_{i ∈ F_k} s_i``: X_c = X̃ diag(D_x), shape (p,)."""
+        return np.array([float(np.prod(self.x_scale[list(f)])) for f in self.x_factors])
+
+    @property
+    def z_column_scale(self) -> np.ndarray:
+        """``D_z[r] = Π_{i ∈ G_r} t_i``, shape (q,)."""
+        return np.array([float(np.prod(self.z_scale[list(f)])) for f in self.z_factors])
 
     def full_matrix(self) -> np.ndarray:
         """``W = W̃ A`` for ``W = [X, Zq, y]``, shape (d, d), d = p + q + 1."""
@@ -180,11 +247,11 @@ class Scaling:
         return e
 
     def beta_to_std(self, beta: np.ndarray) -> np.ndarray:
-        """β̃ = (A_x β − m e_{k₀}) / s_y, shape (..., p)."""
+        """β̃ = (A_x β − m e₀) / s_y, shape (..., p)."""
         return (np.asarray(beta, dtype=float) @ self.A_x.T - self._e()) / self.y_scale
 
     def beta_from_std(self, beta_std: np.ndarray) -> np.ndarray:
-        """β = A_x⁻¹ (s_y β̃ + m e_{k₀}), shape (..., p)."""
+        """β = A_x⁻¹ (s_y β̃ + m e₀), shape (..., p)."""
         return (np.asarray(beta_std, dtype=float) * self.y_scale + self._e()) @ self.A_x_inv.T
 
     def vcov_from_std(self, vcov_std: np.ndarray) -> np.ndarray:
@@ -231,20 +298,21 @@ class Scaling:
         """REML criterion / ML deviance on the original scale minus that on the standardised.
 
         ``ML: 2 n log s_y``; ``REML: 2 (n − p) log s_y + 2 log|det A_x|`` (the restricted
-        likelihood carries ``log|XᵀV⁻¹X|``, which changes with the scale of X).
+        likelihood carries ``log|XᵀV⁻¹X|``, which changes with the scale of X), with
+        ``det A_x = Π_k D_x[k]``.
         """
         if method == "ML":
             return 2.0 * n * float(np.log(self.y_scale))
         return 2.0 * (n - self.p) * float(np.log(self.y_scale)) + 2.0 * float(
-            np.sum(np.log(self.x_scale))
+            np.sum(np.log(self.x_column_scale))
         )
 
     # ----------------------------------------------------------------- storage
     def same_as(self, other: Scaling) -> bool:
         """Whether two scalings are identical (so statistics need no conversion)."""
         return (
-            self.x_intercept == other.x_intercept
-            and self.z_intercept == other.z_intercept
+            self.x_factors == other.x_factors
+            and self.z_factors == other.z_factors
             and self.y_center == other.y_center
             and self.y_scale == other.y_scale
             and all(
@@ -256,45 +324,38 @@ class Scaling:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON), the inverse of :meth:`from_dict`."""
         return {
+            "x_factors": [list(f) for f in self.x_factors],
+            "z_factors": [list(f) for f in self.z_factors],
             "x_center": self.x_center.tolist(),
             "x_scale": self.x_scale.tolist(),
             "z_center": self.z_center.tolist(),
             "z_scale": self.z_scale.tolist(),
             "y_center": self.y_center,
             "y_scale": self.y_scale,
-            "x_intercept": self.x_intercept,
-            "z_intercept": self.z_intercept,
         }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Scaling:
         """Inverse of :meth:`to_dict`."""
         return cls(
+            x_factors=tuple(tuple(int(i) for i in f) for f in values["x_factors"]),
+            z_factors=tuple(tuple(int(i) for i in f) for f in values["z_factors"]),
             x_center=np.asarray(values["x_center"], dtype=float),
             x_scale=np.asarray(values["x_scale"], dtype=float),
             z_center=np.asarray(values["z_center"], dtype=float),
             z_scale=np.asarray(values["z_scale"], dtype=float),
             y_center=float(values["y_center"]),
             y_scale=float(values["y_scale"]),
-            x_intercept=None if values["x_intercept"] is None else int(values["x_intercept"]),
-            z_intercept=None if values["z_intercept"] is None else int(values["z_intercept"]),
         )
 
 
-def intercept_index(terms: tuple[str, ...]) -> int | None:
-    """Position of the intercept term ``"(Intercept)"`` among term names, or None."""
-    from bayesmix.notation import INTERCEPT
-
-    hits = [k for k, t in enumerate(terms) if t == INTERCEPT]
-    return hits[0] if hits else None
-
-
 def design_scaling(design: Any) -> Scaling:
-    """The scaling of a design's own columns: their means and SDs (module docstring)."""
-    return Scaling.from_arrays(
-        design.X,
-        design.Zq,
-        design.y,
-        x_intercept=intercept_index(design.fixed_terms),
-        z_intercept=intercept_index(design.random_terms),
-    )
+    """The scaling of a design: the means and SDs of its atoms and of y (module docstring)."""
+    return Scaling.from_arrays(design.atoms, design.y, design.fixed_factors,
+                               design.random_factors)
+
+
+def standardized_design(design: Any, scaling: Scaling | None = None):
+    """X̃, Z̃, ỹ of a whole design (on ``scaling``, the design's own by default)."""
+    sc = scaling if scaling is not None else design_scaling(design)
+    return sc.standardize(design.atoms, design.y)

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from bayesmix.design import Design
 from bayesmix.errors import DataError
-from bayesmix.scaling import Scaling, design_scaling, intercept_index
+from bayesmix.scaling import Scaling, design_scaling
 from bayesmix.spec.model import Spec
 
 
@@ -116,8 +116,7 @@ class ClusterStats:
 
 
 def cross_products(
-    X: np.ndarray,
-    Zq: np.ndarray,
+    atoms: np.ndarray,
     y: np.ndarray,
     cluster_index: np.ndarray,
     J: int,
@@ -129,15 +128,16 @@ def cross_products(
 
     Parameters
     ----------
-    X : ndarray, shape (n, p)
-    Zq : ndarray, shape (n, q)
+    atoms : ndarray, shape (n, a)
+        The coded variable columns (``design.atoms``); X̃ and Z̃ are formed from them chunk
+        by chunk (:meth:`bayesmix.scaling.Scaling.standardize`).
     y : ndarray, shape (n,)
     cluster_index : ndarray of int, shape (n,)
         Codes 0..J-1.
     J : int
         Number of clusters.
     scaling : Scaling
-        Centres and scales of the columns (:func:`bayesmix.scaling.design_scaling`).
+        Centres and scales (:func:`bayesmix.scaling.design_scaling`).
     chunk_rows : int
         Rows per chunk; bounds the temporary memory at ``chunk_rows · d²`` floats.
 
@@ -145,15 +145,15 @@ def cross_products(
     -------
     ClusterStats
     """
-    n, p = X.shape
-    q = Zq.shape[1]
+    n = y.shape[0]
+    p, q = scaling.p, scaling.q
     d = p + q + 1
     # Only the upper triangle (d(d+1)/2 products per row); M is symmetric.
     rows_, cols_ = np.triu_indices(d)
     upper = np.zeros((J, rows_.size))
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
-        Xs, Zs, ys = scaling.standardize(X[start:stop], Zq[start:stop], y[start:stop])
+        Xs, Zs, ys = scaling.standardize(atoms[start:stop], y[start:stop])
         W = np.concatenate([Xs, Zs, ys[:, None]], axis=1)
         idx = cluster_index[start:stop]
         C = sp.csr_array(
@@ -175,7 +175,7 @@ def cluster_stats(
     ``scaling`` defaults to the design's own column means and SDs.
     """
     return cross_products(
-        design.X, design.Zq, design.y, design.cluster_index, design.J,
+        design.atoms, design.y, design.cluster_index, design.J,
         scaling=scaling if scaling is not None else design_scaling(design),
         chunk_rows=chunk_rows,
     )
@@ -274,8 +274,8 @@ def scan_levels(
 
 def _chunk_arrays(
     spec: Spec, chunk: pd.DataFrame, levels: Levels, cluster_pos: pd.Index
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int | None, int | None]]:
-    """X, Zq, y, cluster codes and intercept positions of one chunk, coded as build_design."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple, tuple]:
+    """Atoms, y, cluster codes and the columns' atoms of one chunk, coded as build_design."""
     from bayesmix.design.build import _Coder, model_columns
 
     # The design's own coder, with the levels fixed: a level not in `levels` is an error.
@@ -285,8 +285,8 @@ def _chunk_arrays(
         bad = chunk[spec.cluster][codes < 0].iloc[0]
         raise DataError(f"cluster {bad!r} is not among the cluster labels given in `levels`")
     y = chunk[spec.outcome].to_numpy(dtype=float)
-    intercepts = (intercept_index(cols.fixed_terms), intercept_index(cols.random_terms))
-    return cols.X, cols.Zq, y, codes, intercepts
+    _, atoms, x_factors, z_factors = cols.atom_matrix()
+    return atoms, y, codes, x_factors, z_factors
 
 
 def stream_cluster_stats(
@@ -364,10 +364,10 @@ def stream_cluster_stats(
         seen_rows += len(na)
         if len(chunk) == 0:
             continue
-        X, Zq, y, codes, (x0, z0) = _chunk_arrays(spec, chunk, levels, cluster_pos)
+        atoms, y, codes, x_factors, z_factors = _chunk_arrays(spec, chunk, levels, cluster_pos)
         if scaling is None:
-            scaling = Scaling.from_arrays(X, Zq, y, x_intercept=x0, z_intercept=z0)
-        part = cross_products(X, Zq, y, codes, J, scaling=scaling, chunk_rows=chunk_rows)
+            scaling = Scaling.from_arrays(atoms, y, x_factors, z_factors)
+        part = cross_products(atoms, y, codes, J, scaling=scaling, chunk_rows=chunk_rows)
         p, q = part.p, part.q
         M = part.M if M is None else M + part.M
         counts += part.n

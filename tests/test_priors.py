@@ -76,7 +76,7 @@ def test_overrides_by_gamma_name_and_label(dung_spec, dung_data):
     assert rp.beta_sigma.tolist() == [1.0, 0.01]
     assert rp.beta_mu.tolist() == [0.2, 0.0]
     assert not rp.intercept_centred  # a prior for γ_00 itself, not for α
-    mean, cov = rp.beta_normal()
+    _, cov = rp.beta_normal()
     np.testing.assert_allclose(cov, np.diag([1.0, 1e-4]))
     assert rp.sigma.dist == "Exponential"
     assert rp.sd_u == Prior("HalfNormal", sigma=(0.05,))

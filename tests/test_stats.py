@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from conftest import DATA
+from conftest import DATA, MODELS
 
 import bayesmix as bm
 from bayesmix import build_design, cluster_stats
@@ -13,7 +13,7 @@ from bayesmix.stats import cross_products
 
 
 def _by_hand(d):
-    """Centre and scale X's slope column, Zq (intercept only) and y by hand (dung: X = [1, flies])."""
+    """Centre and scale X's slope column and y by hand (dung: X = [1, flies], Zq = 1)."""
     X = d.X.copy()
     X[:, 1] = (X[:, 1] - X[:, 1].mean()) / X[:, 1].std()
     y = (d.y - d.y.mean()) / d.y.std()
@@ -55,9 +55,10 @@ def test_chunking_does_not_change_the_result():
     n, J = 1000, 37
     X, Z, y = rng.normal(size=(n, 3)), rng.normal(size=(n, 2)), rng.normal(size=n)
     idx = rng.integers(0, J, size=n)
-    sc = Scaling.from_arrays(X, Z, y, x_intercept=None, z_intercept=None)
-    a = cross_products(X, Z, y, idx, J, scaling=sc, chunk_rows=64)
-    b = cross_products(X, Z, y, idx, J, scaling=sc, chunk_rows=n)
+    atoms = np.column_stack([X, Z])  # each column its own atom, no intercept
+    sc = Scaling.from_arrays(atoms, y, ((0,), (1,), (2,)), ((3,), (4,)))
+    a = cross_products(atoms, y, idx, J, scaling=sc, chunk_rows=64)
+    b = cross_products(atoms, y, idx, J, scaling=sc, chunk_rows=n)
     np.testing.assert_allclose(a.M, b.M, rtol=1e-12)
     W = np.column_stack([X, Z, y])
     np.testing.assert_allclose(a.raw_M().sum(axis=0), W.T @ W, rtol=1e-10)
@@ -65,11 +66,25 @@ def test_chunking_does_not_change_the_result():
 
 def test_to_scaling_is_the_exact_linear_map():
     s = pd.read_csv(DATA / "sleepstudy.csv")
-    sleep_design = build_design(bm.Spec.from_formula("Reaction ~ Days + (Days | Subject)"), s)
-    a = cluster_stats(sleep_design)
-    other = Scaling.from_arrays(
-        sleep_design.X[:20], sleep_design.Zq[:20], sleep_design.y[:20], x_intercept=0,
-        z_intercept=0,
-    )
-    b = cluster_stats(sleep_design, scaling=other)
+    d = build_design(bm.Spec.from_formula("Reaction ~ Days + (Days | Subject)"), s)
+    a = cluster_stats(d)
+    other = Scaling.from_arrays(d.atoms[:20], d.y[:20], d.fixed_factors, d.random_factors)
+    b = cluster_stats(d, scaling=other)
     np.testing.assert_allclose(a.to_scaling(other).M, b.M, atol=1e-9 * np.abs(b.M).max())
+
+
+def test_products_are_formed_from_centred_variables():
+    # HSB's cses:MEANSES with cses shifted by 1e5: column-wise centring would leave the product
+    # nearly collinear with MEANSES; centring the variables first gives the same standardised
+    # columns as the unshifted data.
+    spec = bm.Spec.from_file(MODELS / "hsb.toml")
+    data = bm.api.load_data(spec)
+    d0 = build_design(spec, data)
+    d1 = build_design(spec, data.assign(cses=data.cses + 1e5))
+    a, b = cluster_stats(d0), cluster_stats(d1)
+    np.testing.assert_allclose(b.M, a.M, atol=1e-8 * np.abs(a.M).max())
+    # X = X̃ A_x exactly, and A_x A_x⁻¹ = I.
+    sc = b.scaling
+    Xs, _, _ = sc.standardize(d1.atoms, d1.y)
+    np.testing.assert_allclose(Xs @ sc.A_x, d1.X, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(sc.A_x @ sc.A_x_inv, np.eye(d1.p), atol=1e-9)  # entries ~1e5

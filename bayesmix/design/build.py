@@ -22,6 +22,7 @@ from bayesmix.notation import (
     level1_label,
     random_label,
 )
+from bayesmix.scaling import Scaling
 from bayesmix.spec.model import Spec
 
 
@@ -32,6 +33,7 @@ class _Column:
     name: str  # "X", "Sector[Catholic]", "X:Sector[Catholic]", "(Intercept)"
     levels: tuple[str, ...]  # categorical levels in the product, for γ labels
     values: np.ndarray  # (n,)
+    factors: tuple[str, ...] = ()  # the coded variable columns multiplied ("X", "Sector[...]")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,14 @@ class Design:
         Random terms (``"U1 (X)"``) and their level-1 terms (``"X"``).
     level1_names : tuple of str
         Level-1 coefficient columns (``"b1 (X)"``).
+    atoms : ndarray, shape (n, a)
+        The coded variable columns (numeric variables, categorical indicators) whose products
+        make the columns of X and Zq.
+    atom_names : tuple of str
+        Their names (``"X"``, ``"Sector[Catholic]"``).
+    fixed_factors, random_factors : tuple of tuple of int
+        For each column of X (of Zq), the atoms multiplied in it (indices into ``atom_names``;
+        ``()`` for an intercept): ``X[:, k] = Π_{i ∈ fixed_factors[k]} atoms[:, i]``.
     z_columns : dict of str to ndarray of int
         Random term label -> its columns of Z.
     level2 : DataFrame
@@ -98,6 +108,10 @@ class Design:
     random_names: tuple[str, ...]
     random_terms: tuple[str, ...]
     level1_names: tuple[str, ...]
+    atoms: np.ndarray = field(repr=False)
+    atom_names: tuple[str, ...] = field(repr=False)
+    fixed_factors: tuple[tuple[int, ...], ...] = field(repr=False)
+    random_factors: tuple[tuple[int, ...], ...] = field(repr=False)
     z_columns: dict[str, np.ndarray] = field(repr=False)
     level2: pd.DataFrame = field(repr=False)
     row_labels: pd.Index = field(repr=False)
@@ -274,7 +288,8 @@ class _Coder:
                 levels = _levels(series, ref, var)
             self.levels[var] = tuple(levels)
             cols = [
-                _Column(f"{var}[{lev}]", (lev,), (as_text == lev).to_numpy(dtype=float))
+                _Column(f"{var}[{lev}]", (lev,), (as_text == lev).to_numpy(dtype=float),
+                        (f"{var}[{lev}]",))
                 for lev in levels[1:]
             ]
         else:
@@ -283,7 +298,8 @@ class _Coder:
                     f"a reference level is given for {var!r}, but it is numeric; list it under "
                     "`categorical` to code it as categorical"
                 )
-            cols = [_Column(var, (), validate.numeric_column(var, series, self.data.index))]
+            cols = [_Column(var, (), validate.numeric_column(var, series, self.data.index),
+                            (var,))]
         self.cache[var] = cols
         return cols
 
@@ -294,7 +310,8 @@ class _Coder:
             for a in cols:
                 for b in self.variable(var):
                     name = b.name if a.name == INTERCEPT else f"{a.name}:{b.name}"
-                    new.append(_Column(name, a.levels + b.levels, a.values * b.values))
+                    new.append(_Column(name, a.levels + b.levels, a.values * b.values,
+                                       a.factors + b.factors))
             cols = new
         return cols
 
@@ -304,7 +321,10 @@ class ModelColumns:
     """The coded columns of a spec on some rows: X, the level-1 and the random columns.
 
     ``g_entries`` holds, per γ column k, ``(m, k, w)``: level-1 column m it belongs to and its
-    level-2 factor w row by row (n,).
+    level-2 factor w row by row (n,).  ``fixed_factors[k]`` names the coded variable columns
+    (the *atoms*: ``"X"``, ``"Sector[Catholic]"``) whose product is column k of X, ``()`` for
+    the intercept; ``atoms`` holds their values (n,), e.g. to centre variables before products
+    (:mod:`bayesmix.scaling`).
     """
 
     X: np.ndarray
@@ -318,6 +338,30 @@ class ModelColumns:
     random_terms: tuple[str, ...]
     random_of_level1: list[int]
     g_entries: list[tuple[int, int, np.ndarray]]
+    fixed_factors: tuple[tuple[str, ...], ...] = ()
+    atoms: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def random_factors(self) -> tuple[tuple[str, ...], ...]:
+        """The atoms multiplied in each random term's level-1 column."""
+        return tuple(c.factors for c in self.random)
+
+    def atom_matrix(
+        self,
+    ) -> tuple[tuple[str, ...], np.ndarray, tuple[tuple[int, ...], ...],
+               tuple[tuple[int, ...], ...]]:
+        """The atoms X and Zq use: names, values (n, a), and each column's atom indices."""
+        used = dict.fromkeys(a for f in (*self.fixed_factors, *self.random_factors) for a in f)
+        names = tuple(used)
+        pos = {a: i for i, a in enumerate(names)}
+        n = self.X.shape[0]
+        values = np.column_stack([self.atoms[a] for a in names]) if names else np.zeros((n, 0))
+        return (
+            names,
+            values,
+            tuple(tuple(pos[a] for a in f) for f in self.fixed_factors),
+            tuple(tuple(pos[a] for a in f) for f in self.random_factors),
+        )
 
     @property
     def Zq(self) -> np.ndarray:
@@ -354,6 +398,7 @@ def model_columns(spec: Spec, coder: _Coder) -> ModelColumns:
     fixed_names: list[str] = []
     gamma_names: list[str] = []
     fixed_terms: list[str] = []
+    fixed_factors: list[tuple[str, ...]] = []
     g_entries: list[tuple[int, int, np.ndarray]] = []
     for term in spec.fixed_terms:
         coef, gamma = term.coefficient, term.gamma
@@ -370,10 +415,12 @@ def model_columns(spec: Spec, coder: _Coder) -> ModelColumns:
                 gname = gamma.name + _suffix(a.levels + b.levels, many)
                 gamma_names.append(gname)
                 fixed_terms.append(name)
+                fixed_factors.append(a.factors + b.factors)
                 fixed_names.append(fixed_label(gname, name))
                 g_entries.append((l1_index[(coef.name, a.name)], k, b.values))
     n = len(coder.data)
     X = np.column_stack(x_cols) if x_cols else np.zeros((n, 0))
+    atoms = {c.name: c.values for cols in coder.cache.values() for c in cols}
     return ModelColumns(
         X=X,
         fixed_names=tuple(fixed_names),
@@ -386,6 +433,8 @@ def model_columns(spec: Spec, coder: _Coder) -> ModelColumns:
         random_terms=tuple(random_terms),
         random_of_level1=random_of_level1,
         g_entries=g_entries,
+        fixed_factors=tuple(fixed_factors),
+        atoms=atoms,
     )
 
 
@@ -442,7 +491,11 @@ def build_design(
     first_row[codes[::-1]] = np.arange(n)[::-1]
     cols_ = model_columns(spec, coder)
     X = cols_.X
-    validate.check_rank(X, cols_.fixed_names)
+    # Rank on the columns built from centred and scaled variables (bayesmix.scaling): a
+    # shifted variable cannot fake a collinearity, and a near-duplicate column cannot hide.
+    _, atoms_, xf_, zf_ = cols_.atom_matrix()
+    X_std, _, _ = Scaling.from_arrays(atoms_, y, xf_, zf_).standardize(atoms_, y)
+    validate.check_rank(X_std, cols_.fixed_names)
     level1_cols = cols_.level1
     random_cols = cols_.random
     g_entries = [(mi, k, w[first_row]) for mi, k, w in cols_.g_entries]
@@ -478,6 +531,7 @@ def build_design(
     for var in spec.level2_variables:
         level2[var] = data[var].to_numpy()[first_row]
 
+    atom_names, atoms, fixed_factors, random_factors = cols_.atom_matrix()
     return Design(
         spec=spec,
         y=y,
@@ -495,6 +549,10 @@ def build_design(
         random_names=tuple(random_names),
         random_terms=tuple(random_terms),
         level1_names=tuple(level1_names),
+        atoms=atoms,
+        atom_names=atom_names,
+        fixed_factors=fixed_factors,
+        random_factors=random_factors,
         z_columns=z_columns,
         level2=level2,
         row_labels=data.index,

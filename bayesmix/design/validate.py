@@ -314,8 +314,19 @@ def check_cluster_labels(labels: np.ndarray, clusters: tuple[str, ...], cluster:
             )
 
 
+RANK_TOL = 1e-7
+"""Relative singular value of the standardised X below which columns count as collinear
+(lme4's ``rankMatrix`` tolerance for its fixed-effects check)."""
+
+
 def check_rank(X: np.ndarray, names: tuple[str, ...]) -> None:
-    """X must have full column rank; otherwise name the collinear columns."""
+    """X must have full column rank; otherwise name the collinear columns.
+
+    ``X`` should be the design's columns built from centred and scaled variables
+    (:mod:`bayesmix.scaling`): then a shifted or rescaled variable cannot fake a collinearity,
+    and columns whose smallest relative singular value is below :data:`RANK_TOL` (condition
+    number above 1e7: ``X2 = X + 1e-9·noise``) are refused rather than fitted to noise.
+    """
     n, p = X.shape
     if n < p:
         raise DataError(
@@ -325,34 +336,39 @@ def check_rank(X: np.ndarray, names: tuple[str, ...]) -> None:
     zero = [names[k] for k in range(p) if norms[k] == 0]
     if zero:
         raise DataError(
-            f"the column {zero[0]!r} of X is all zeros (does the variable take only the "
-            "reference level, or the value 0?); drop it from the model"
+            f"the column {zero[0]!r} of X is constant in the rows used (all zeros, or the same "
+            "value everywhere, which the intercept already is; does the variable take only "
+            "one value or level?); drop it from the model"
         )
+    if p == 0:
+        return
     Xs = X / norms
     _, s, vt = np.linalg.svd(Xs, full_matrices=False)
-    tol = s.max() * max(n, p) * np.finfo(float).eps * 100
-    if s.min() > tol:
+    if s.min() > RANK_TOL * s.max():
         return
     v = vt[-1]
-    involved = [names[k] for k in np.flatnonzero(np.abs(v) > 1e-6)]
+    involved = [names[k] for k in np.flatnonzero(np.abs(v) > 1e-6 * np.abs(v).max())]
+    exact = s.min() <= s.max() * max(n, p) * np.finfo(float).eps * 100
+    how = ("collinear (one is a linear combination of the others)" if exact else
+           f"nearly collinear (condition number {s.max() / s.min():.2g}: one is a linear "
+           "combination of the others up to noise far below its own variation)")
     raise DataError(
         f"X does not have full column rank: the columns {', '.join(repr(c) for c in involved)} "
-        "are collinear (one is a linear combination of the others). Drop one of them, or a "
-        "level-2 predictor that duplicates another."
+        f"are {how}. Drop one of them, or a level-2 predictor that duplicates another."
     )
 
 
 def check_not_exact(design: Any) -> None:
-    """y must not be an exact linear function of X: σ would be 0 and nothing is random.
+    """Refuse a y that is an exact linear function of X: σ would be 0, nothing is random.
 
     Checked on centred and scaled columns (:mod:`bayesmix.scaling`), so that a shifted or
     rescaled outcome cannot fool it.
     """
-    from bayesmix.scaling import design_scaling
+    from bayesmix.scaling import standardized_design
 
     if design.p == 0:
         return
-    X, _, y = design_scaling(design).standardize(design.X, design.Zq, design.y)
+    X, _, y = standardized_design(design)
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
     if float(np.sqrt(np.mean((y - X @ coef) ** 2))) <= 1e-10:
         raise DataError(

@@ -309,6 +309,54 @@ def _fd_gradient_hessian(
     return grad, hess
 
 
+def _richardson_gradient(f, x: np.ndarray, free: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Gradient on the free coordinates by Richardson-extrapolated central differences.
+
+    ``g = (8 [f(x+h) − f(x−h)] − [f(x+2h) − f(x−2h)]) / 12h`` has truncation error O(h⁴), so
+    with h = 1e-3 it is accurate to ~1e-10 where the plain central difference is not: the
+    profiled criterion is flat to rounding (≈ 1e-11) over the last digits of a weakly
+    identified θ, which a value-only optimiser cannot resolve.  h shrinks near a bound.
+    """
+    g = np.zeros(x.size)
+    for i in np.flatnonzero(free):
+        h = 1e-3 * max(1.0, abs(x[i]))
+        if np.isfinite(lower[i]):
+            h = min(h, (x[i] - lower[i]) / 2.5)
+        e = np.zeros(x.size)
+        e[i] = h
+        g[i] = (8 * (f(x + e) - f(x - e)) - (f(x + 2 * e) - f(x - 2 * e))) / (12 * h)
+    return g
+
+
+def _newton_polish(f, theta, crit, free, lower, hess):
+    """Newton steps with the Richardson gradient and the finite-difference Hessian.
+
+    The criterion is nearly quadratic at the optimum, so a few steps pin θ down to ~1e-10
+    relative (the optimisers stop at ~1e-6 along weakly identified directions).  A step is
+    kept while it does not raise the criterion beyond rounding.
+    """
+    floor = np.where(np.isfinite(lower), lower, -np.inf)
+    h = hess[np.ix_(free, free)]
+    grad = _richardson_gradient(f, theta, free, lower)
+    for _ in range(6):
+        try:
+            step = np.zeros_like(theta)
+            step[free] = np.linalg.solve(h, grad[free])
+        except np.linalg.LinAlgError:
+            break
+        trial = np.maximum(theta - step, floor)
+        if np.any((trial == 0.0) & free & (lower == 0)):
+            break  # the step reaches a bound: leave it to the bounded optimisers' answer
+        f_trial = f(trial)
+        if not f_trial <= crit + 1e-11 * max(1.0, abs(crit)):
+            break
+        theta, crit = trial, min(crit, f_trial)
+        grad = _richardson_gradient(f, theta, free, lower)
+        if np.max(np.abs(step)) <= 1e-12 * max(1.0, float(np.max(np.abs(theta)))):
+            break
+    return theta, crit, grad
+
+
 def optimize_theta(
     stats: ClusterStats,
     method: Method = "REML",
@@ -389,26 +437,9 @@ def optimize_theta(
     at_bound = (lower == 0) & (theta == 0.0)
     grad, hess = _fd_gradient_hessian(f, theta, at_bound)
     free = ~at_bound
-    for _ in range(3 if _NEWTON_POLISH else 0):
-        # Newton steps on the free coordinates with the finite-difference Hessian: the
-        # criterion is nearly quadratic here, so they remove the last digits of optimiser
-        # slack along weakly identified directions. A step is kept only if it lowers the
-        # criterion.
-        if not free.any():
-            break
-        try:
-            step = np.zeros_like(theta)
-            step[free] = np.linalg.solve(hess[np.ix_(free, free)], grad[free])
-        except np.linalg.LinAlgError:
-            break
-        trial = np.maximum(theta - step, np.where(np.isfinite(lower), lower, -np.inf))
-        f_trial = f(trial)
-        if not f_trial < crit:
-            break
-        theta, crit = trial, f_trial
-        at_bound = (lower == 0) & (theta == 0.0)
-        free = ~at_bound
-        grad, hess = _fd_gradient_hessian(f, theta, at_bound)
+    if _NEWTON_POLISH and free.any():
+        theta, crit, polished = _newton_polish(f, theta, crit, free, lower, hess)
+        grad = np.where(free, polished, grad)
     converged = True
     if free.any():
         h = hess[np.ix_(free, free)]
