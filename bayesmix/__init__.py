@@ -25,7 +25,7 @@ from bayesmix.checks import (
 from bayesmix.compare import Comparison, compare
 from bayesmix.design import Design, build_design
 from bayesmix.errors import BayesmixError, DataError, SpecError
-from bayesmix.fit_result import Fit
+from bayesmix.fit_result import Fit, FitFileError
 from bayesmix.predict import Prediction, predict
 from bayesmix.priors import Prior, Priors, ResolvedPriors, resolve_priors
 from bayesmix.reml import (
@@ -38,7 +38,8 @@ from bayesmix.reml import (
     write_reml,
 )
 from bayesmix.render import Equations, equations
-from bayesmix.sampling import CompiledModel, compile_model, sample
+from bayesmix.sampling import CompiledModel, SamplingInterrupted, compile_model, sample
+from bayesmix.scaling import Scaling
 from bayesmix.settings import SamplerSettings
 from bayesmix.spec import Coefficient, Gamma, Spec
 from bayesmix.stats import ClusterStats, cluster_stats, stream_cluster_stats
@@ -55,6 +56,7 @@ __all__ = [
     "Design",
     "Equations",
     "Fit",
+    "FitFileError",
     "Gamma",
     "Prediction",
     "Prior",
@@ -65,6 +67,8 @@ __all__ = [
     "Reconstruction",
     "ResolvedPriors",
     "SamplerSettings",
+    "SamplingInterrupted",
+    "Scaling",
     "Spec",
     "SpecError",
     "Summary",

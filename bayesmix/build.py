@@ -221,6 +221,8 @@ def _fixed_effects(rp: ResolvedPriors, p: int):
         else:
             beta_std = pm.MvNormal(nt.BETA_STD, mu=mean, chol=np.linalg.cholesky(cov),
                                    dims=nt.DIM_FIXED)
+    if p == 0:
+        return beta_std, pm.Deterministic(nt.BETA, pt.zeros((0,)), dims=nt.DIM_FIXED)
     shift = sc.beta_from_std(np.zeros(p))  # A_x⁻¹ m e₀
     beta = pm.Deterministic(
         nt.BETA, shift + pt.dot(beta_std * sc.y_scale, sc.A_x_inv.T), dims=nt.DIM_FIXED
@@ -284,7 +286,8 @@ def _rows(design: Design, sc: Scaling, beta, chol, sigma, shared: bool = False) 
     y = _data("y_data", design.y, shared)
     u = _u_from_offset(chol, sc)
     # The mean on the original scale: m + s_y (X̃β̃ + Z̃ũ); residuals are formed there.
-    mu = sc.y_center + sc.y_scale * (pt.dot(X, beta) + pt.sum(Zq * u[idx], axis=-1))
+    xb = pt.dot(X, beta) if design.p else 0.0
+    mu = sc.y_center + sc.y_scale * (xb + pt.sum(Zq * u[idx], axis=-1))
     sd = sc.y_scale * sigma
     pm.Normal(nt.Y, mu=mu, sigma=sd, observed=y, dims=nt.DIM_ROW)
     loglik = pt.sum(pm.logp(pm.Normal.dist(mu=mu, sigma=sd), y))
@@ -305,24 +308,24 @@ def _stats_inputs(stats: ClusterStats, shared: bool) -> tuple:
 def _sufficient(stats: ClusterStats, beta, chol, sigma, shared: bool = False) -> dict[str, Any]:
     XX, XZ, ZZ, Xy, Zy, yy, n = _stats_inputs(stats, shared)
     u = _u_from_offset(chol, stats.scaling)
-    rss = (
-        yy
-        - 2 * pt.dot(Xy, beta)
-        - 2 * pt.sum(u * Zy, axis=-1)
-        + pt.dot(pt.dot(XX, beta), beta)
-        + 2 * pt.sum(u * pt.dot(XZ.transpose(0, 2, 1), beta), axis=-1)
-        + pt.sum(u * pt.sum(ZZ * u[:, None, :], axis=-1), axis=-1)
-    )
+    uzzu = pt.sum(u * pt.sum(ZZ * u[:, None, :], axis=-1), axis=-1)
+    rss = yy - 2 * pt.sum(u * Zy, axis=-1) + uzzu
+    if stats.p:  # the fixed part (absent in a model with no fixed effects)
+        rss = rss + (
+            -2 * pt.dot(Xy, beta)
+            + pt.dot(pt.dot(XX, beta), beta)
+            + 2 * pt.sum(u * pt.dot(XZ.transpose(0, 2, 1), beta), axis=-1)
+        )
     loglik = pt.sum(-0.5 * n * pt.log(2 * np.pi * sigma**2) - rss / (2 * sigma**2))
     return {nt.U_STD: u, "loglik": loglik}
 
 
 def _collapsed(stats: ClusterStats, beta, chol, sigma, shared: bool = False):
     XX, XZ, ZZ, Xy, Zy, yy, n = _stats_inputs(stats, shared)
-    return collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, q=stats.q)
+    return collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, q=stats.q, p=stats.p)
 
 
-def collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, *, q: int):
+def collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, *, q: int, p: int = 1):
     """Marginal log-likelihood Σ_j log N(y_j | X_jγ, σ²I + Z_jTZ_jᵀ) from cross-products.
 
     Parameters
@@ -334,6 +337,8 @@ def collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, *, q: int):
         Lower Cholesky factor L of T.
     sigma : scalar tensor
     q : int
+    p : int
+        Columns of X; 0 drops the fixed part (a model with no fixed effects).
 
     Returns
     -------
@@ -342,11 +347,14 @@ def collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, *, q: int):
     s2 = sigma**2
     J = XX.shape[0]
     # r_jᵀr_j = y'y − 2γ'X'y + vec(X'X)·vec(γγ'): two matrix-vector products.
-    rr = yy - 2 * pt.dot(Xy, beta) + pt.dot(XX.reshape((J, -1)), pt.outer(beta, beta).ravel())
+    rr = yy
+    if p:
+        rr = rr - 2 * pt.dot(Xy, beta) + pt.dot(XX.reshape((J, -1)),
+                                               pt.outer(beta, beta).ravel())
     # Everything q × q is unrolled into length-J vectors (q is small and fixed): batched
     # matmul / Cholesky ops per cluster are far slower to run and to differentiate.
     L = [[chol[a, k] for k in range(q)] for a in range(q)]
-    zr = [Zy[:, a] - pt.dot(XZ[:, :, a], beta) for a in range(q)]  # Z_jᵀr_j
+    zr = [Zy[:, a] - pt.dot(XZ[:, :, a], beta) if p else Zy[:, a] for a in range(q)]  # Z_jᵀr_j
     # (Z'Z L)[a, k] = Σ_b Z'Z[a, b] L[b, k], with L lower triangular (b ≥ k).
     zzl = [[sum(ZZ[:, a, b] * L[b][k] for b in range(k, q)) for k in range(q)]
            for a in range(q)]

@@ -206,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BayesmixError, FileNotFoundError) as exc:
         print(f"bayesmix: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        # SamplingInterrupted carries its own one-line message; a bare Ctrl-C elsewhere too.
+        print(f"bayesmix: {exc or 'interrupted (Ctrl-C)'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -138,3 +138,16 @@ def test_bad_model_file_gives_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2
     assert "bad.toml" in err and "not a two-level model" in err
+
+
+def test_ctrl_c_during_sampling_is_one_line_and_exit_130(monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise bayesmix.sampling.SamplingInterrupted(
+            "sampling interrupted after 1.0 s (Ctrl-C): no fit was made and nothing was saved")
+
+    monkeypatch.setattr(bayesmix, "fit", interrupted)
+    rc, text, err = _run(["fit", DUNG, *QUICK])
+    assert rc == 130
+    assert err.strip().splitlines() == [
+        "bayesmix: sampling interrupted after 1.0 s (Ctrl-C): no fit was made and nothing was "
+        "saved"]

@@ -203,12 +203,15 @@ def graph_check(fit: Fit, draws: int) -> tuple[float, int]:
     built = fit.built or build_model(fit.design, fit.priors, likelihood=fit.likelihood)
     in_graph = loglik_function(built)
     post = fit.posterior
+    def draws_of(name: str, *dims: str) -> np.ndarray:
+        da = post[name].transpose("chain", "draw", *dims)
+        return da.to_numpy().reshape(da.shape[0] * da.shape[1], *da.shape[2:])  # size 0 too
+
     flat = {
-        nt.BETA: post[nt.BETA].stack(s=("chain", "draw")).transpose("s", ...).to_numpy(),
-        nt.SIGMA: post[nt.SIGMA].stack(s=("chain", "draw")).to_numpy(),
-        nt.CHOL_U: post[nt.CHOL_U].stack(s=("chain", "draw")).transpose("s", ...).to_numpy(),
-        nt.U: post[nt.U].stack(s=("chain", "draw")).transpose("s", nt.DIM_CLUSTER,
-                                                              nt.DIM_RANDOM).to_numpy(),
+        nt.BETA: draws_of(nt.BETA, nt.DIM_FIXED),
+        nt.SIGMA: draws_of(nt.SIGMA),
+        nt.CHOL_U: draws_of(nt.CHOL_U, nt.DIM_RANDOM, nt.DIM_RANDOM2),
+        nt.U: draws_of(nt.U, nt.DIM_CLUSTER, nt.DIM_RANDOM),
     }
     blocks = cluster_blocks(fit.design) if fit.likelihood == "collapsed" else None
     total = flat[nt.SIGMA].shape[0]
