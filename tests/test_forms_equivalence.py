@@ -95,7 +95,8 @@ def _sbc_ranks(n_datasets: int, seed: int) -> tuple[np.ndarray, float]:
     data0, _ = _simulate_from_prior(rng)
     design0 = bm.build_design(spec, data0)
     built = bm.build_model(design0, SBC_PRIORS, shared_data=True)
-    z_bar = float(built.scaling.z_center[1])
+    sc = built.scaling
+    z_bar = float(sc.z_center[sc.z_factors[1][0]])  # the centre of x, the slope's one atom
     settings = bm.SamplerSettings(draws=200, tune=300, chains=2, progressbar=False,
                                   backend="c")
     compiled = compile_model(built, settings)

@@ -192,8 +192,8 @@ def test_log_density_on_the_sampler_scale_does_not_change(form, cy, ay, cx, ax):
         assert b + offset == pytest.approx(a, rel=1e-9, abs=1e-7), (a, b, offset)
 
 
-SETTINGS = {"draws": 400, "tune": 400, "chains": 2, "random_seed": 11, "progressbar": False,
-            "backend": "c"}
+SETTINGS = {"settings": bm.SamplerSettings(draws=400, tune=400, chains=2, random_seed=11,
+                                           progressbar=False, backend="c")}
 
 
 @pytest.fixture(scope="module")
