@@ -256,17 +256,31 @@ def _covariance(rp: ResolvedPriors, q: int):
             store_in_trace=False,
         )
     pm.Deterministic(nt.CHOL_STD, chol, dims=dims2)
-    # T = F Fᵀ with F = s_y A_z⁻¹ L̃; its lower Cholesky factor from the QR of Fᵀ (no squaring).
+    # T = F Fᵀ with F = s_y A_z⁻¹ L̃.
     factor = sc.y_scale * pt.dot(sc.A_z_inv, chol)
     cov = pt.dot(factor, factor.T)
     sd = pt.sqrt(pt.diagonal(cov))
     pm.Deterministic(nt.SD_U, sd, dims=nt.DIM_RANDOM)
     pm.Deterministic(nt.CORR_U, cov / pt.outer(sd, sd), dims=dims2)
-    r = pt.linalg.qr(factor.T, mode="r")
-    lower = r.T
-    signs = pt.switch(pt.lt(pt.diagonal(lower), 0), -1.0, 1.0)
-    pm.Deterministic(nt.CHOL_U, lower * signs[None, :], dims=dims2)
+    pm.Deterministic(nt.CHOL_U, _unrolled_cholesky(cov, q), dims=dims2)
     return chol
+
+
+def _unrolled_cholesky(cov, q: int):
+    """Lower Cholesky factor of a small q × q tensor, unrolled into scalar operations.
+
+    Only a stored quantity (``chol_u``), never differentiated; scalar operations compile in a
+    fraction of the time of a LAPACK or QR op under Numba.
+    """
+    c = [[None] * q for _ in range(q)]
+    for i in range(q):
+        for k in range(i + 1):
+            acc = cov[i, k]
+            for m in range(k):
+                acc = acc - c[i][m] * c[k][m]
+            c[i][k] = pt.sqrt(acc) if i == k else acc / c[k][k]
+    rows = [pt.stack([c[i][k] if k <= i else pt.zeros(()) for k in range(q)]) for i in range(q)]
+    return pt.stack(rows)
 
 
 def _u_from_offset(chol, sc: Scaling):

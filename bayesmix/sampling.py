@@ -349,9 +349,11 @@ def _assemble(
             sigma.reshape(-1),
             rng,
         )
+        for lo in range(0, flat, 256):  # back to the original scale in place, in chunks
+            u_std[lo : lo + 256] = built.scaling.u_from_std(u_std[lo : lo + 256])
         post[nt.U] = (
             ("chain", "draw", nt.DIM_CLUSTER, nt.DIM_RANDOM),
-            built.scaling.u_from_std(u_std).reshape(chains, draws, design.J, design.q),
+            u_std.reshape(chains, draws, design.J, design.q),
         )
         timings["u_draws"] = time.perf_counter() - start
     u = post[nt.U].transpose("chain", "draw", nt.DIM_CLUSTER, nt.DIM_RANDOM).to_numpy()
