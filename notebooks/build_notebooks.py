@@ -359,7 +359,7 @@ def dung_notebook() -> Cells:
             """),
         md(r"""
             If the prior matters, changing it should move the posterior of $\tau_0$. Refitting
-            with an SD prior six times wider (scale 0.1 instead of 0.0158, the SD of
+            with an SD prior six times wider (scale 0.1 instead of 0.0154, the SD of
             `pr_dung`) leaves $\sigma$ and $\gamma_{10}$ alone but stretches the upper tail of
             $\tau_0$ and, with it, the uncertainty of the intercept $\gamma_{00}$:
             """),
@@ -384,7 +384,7 @@ def dung_notebook() -> Cells:
                 }).T
 
 
-            pd.concat({"default prior (scale 0.0158)": describe(fit),
+            pd.concat({"default prior (scale 0.0154)": describe(fit),
                        "wide prior (scale 0.1)": describe(fit_wide)}, axis=1).round(6)
             """),
         md(r"""
@@ -723,6 +723,10 @@ def hsb_notebook() -> Cells:
             allow effects far larger than any plausible one), the SDs of $U$ and $\sigma$ get
             half-Student-t priors on the outcome's scale, and the correlation of $U_0$ and
             $U_1$ an LKJ prior with $\eta = 2$, which mildly favours correlations near 0.
+            The priors of the intercept, of the main effects that the cross-level interactions
+            contain and of the random intercept are placed at the means of the other
+            variables (the table says which), so that the posterior does not depend on where
+            each variable's 0 lies.
             """),
         code("""
             pd.DataFrame(bm.resolve_priors(design).table(), columns=["parameter", "prior"])
