@@ -146,7 +146,7 @@ def test_ctrl_c_during_sampling_is_one_line_and_exit_130(monkeypatch):
             "sampling interrupted after 1.0 s (Ctrl-C): no fit was made and nothing was saved")
 
     monkeypatch.setattr(bayesmix, "fit", interrupted)
-    rc, text, err = _run(["fit", DUNG, *QUICK])
+    rc, _, err = _run(["fit", DUNG, *QUICK])
     assert rc == 130
     assert err.strip().splitlines() == [
         "bayesmix: sampling interrupted after 1.0 s (Ctrl-C): no fit was made and nothing was "
