@@ -350,9 +350,11 @@ class Scaling:
 
 
 def design_scaling(design: Any) -> Scaling:
-    """The scaling of a design: the means and SDs of its atoms and of y (module docstring)."""
-    return Scaling.from_arrays(design.atoms, design.y, design.fixed_factors,
-                               design.random_factors)
+    """The scaling of a design: the means and SDs of its atoms and of y (module docstring).
+
+    Found once by :func:`bayesmix.build_design` (``design.scaling``).
+    """
+    return design.scaling
 
 
 def standardized_design(design: Any, scaling: Scaling | None = None):

@@ -80,6 +80,9 @@ class Design:
     fixed_factors, random_factors : tuple of tuple of int
         For each column of X (of Zq), the atoms multiplied in it (indices into ``atom_names``;
         ``()`` for an intercept): ``X[:, k] = Π_{i ∈ fixed_factors[k]} atoms[:, i]``.
+    scaling : Scaling
+        The means and SDs of the atoms and of y: the standardised scale that the statistics,
+        REML and the PyMC model work on (:mod:`bayesmix.scaling`), found once here.
     z_columns : dict of str to ndarray of int
         Random term label -> its columns of Z.
     level2 : DataFrame
@@ -112,6 +115,7 @@ class Design:
     atom_names: tuple[str, ...] = field(repr=False)
     fixed_factors: tuple[tuple[int, ...], ...] = field(repr=False)
     random_factors: tuple[tuple[int, ...], ...] = field(repr=False)
+    scaling: Scaling = field(repr=False)
     z_columns: dict[str, np.ndarray] = field(repr=False)
     level2: pd.DataFrame = field(repr=False)
     row_labels: pd.Index = field(repr=False)
@@ -493,9 +497,11 @@ def build_design(
     X = cols_.X
     # Rank on the columns built from centred and scaled variables (bayesmix.scaling): a
     # shifted variable cannot fake a collinearity, and a near-duplicate column cannot hide.
-    _, atoms_, xf_, zf_ = cols_.atom_matrix()
-    X_std, _, _ = Scaling.from_arrays(atoms_, y, xf_, zf_).standardize(atoms_, y)
+    atom_names, atoms, fixed_factors, random_factors = cols_.atom_matrix()
+    scaling = Scaling.from_arrays(atoms, y, fixed_factors, random_factors)
+    X_std, _, _ = scaling.standardize(atoms, y)
     validate.check_rank(X_std, cols_.fixed_names)
+    del X_std
     level1_cols = cols_.level1
     random_cols = cols_.random
     g_entries = [(mi, k, w[first_row]) for mi, k, w in cols_.g_entries]
@@ -531,7 +537,6 @@ def build_design(
     for var in spec.level2_variables:
         level2[var] = data[var].to_numpy()[first_row]
 
-    atom_names, atoms, fixed_factors, random_factors = cols_.atom_matrix()
     return Design(
         spec=spec,
         y=y,
@@ -553,6 +558,7 @@ def build_design(
         atom_names=atom_names,
         fixed_factors=fixed_factors,
         random_factors=random_factors,
+        scaling=scaling,
         z_columns=z_columns,
         level2=level2,
         row_labels=data.index,
