@@ -1,9 +1,13 @@
 """Declarative priors, autoscaled defaults from the data, and user overrides.
 
-Default rule (in the spirit of rstanarm and brms).  s_y is the SD of y, x̄_k and s_k the mean
-and SD of column k of X, z̄_r and s_r those of a random term's level-1 column (the scales of
-:func:`bayesmix.scaling.design_scaling`; without an intercept a column is not centred and its
-root mean square stands for its SD):
+Default rule (in the spirit of rstanarm and brms).  s_y is the SD of y; s_k is the product of
+the SDs of the variables multiplied in column k of X (the SD of the variable for a main
+effect), s_r the same for a random term's level-1 column, and x̄, z̄ the variables' means (the
+scales of :func:`bayesmix.scaling.design_scaling`; a variable that cannot be centred keeps 0
+as its centre and its root mean square stands for its SD).  The priors below are on the
+coefficients with every centred variable at its mean (δ = C_x γ,
+:meth:`bayesmix.scaling.Scaling.x_centring`); for a column no interaction contains that is γ
+itself:
 
 =====================  ===========================================================
 parameter              default prior
