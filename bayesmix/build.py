@@ -50,7 +50,6 @@ import pytensor.tensor as pt
 
 from bayesmix import notation as nt
 from bayesmix.design import Design
-from bayesmix.design.validate import check_not_exact
 from bayesmix.errors import SpecError
 from bayesmix.priors import Prior, Priors, ResolvedPriors, resolve_priors
 from bayesmix.scaling import Scaling
@@ -165,14 +164,13 @@ def build_model(
     BuiltModel
     """
     form = choose_likelihood(likelihood)
-    check_not_exact(design)
     rp = priors if isinstance(priors, ResolvedPriors) else resolve_priors(design, priors)
     sc = rp.scaling
     coords = dict(design.coords)
     if form == "rows":
         coords[nt.DIM_ROW] = list(range(design.n))
     with pm.Model(coords=coords) as model:
-        beta_std, beta = _fixed_effects(rp, design.p)
+        beta_std = _fixed_effects(rp, design.p)
         chol_std = _covariance(rp, design.q)
         sigma_std = _rv(rp.std_sigma(), nt.SIGMA_STD)
         pm.Deterministic(nt.SIGMA, sc.y_scale * sigma_std)
@@ -194,7 +192,6 @@ def build_model(
                     stats, beta_std, chol_std, sigma_std, shared_data
                 )
                 pm.Potential("loglik_marginal", graph["loglik"])
-        del beta
     return BuiltModel(model, design, rp, form, stats, graph)
 
 
@@ -209,7 +206,7 @@ def stats_data(built: BuiltModel, design: Design) -> dict[str, np.ndarray]:
 
 
 def _fixed_effects(rp: ResolvedPriors, p: int):
-    """β̃ with its exact (Normal) prior, and ``beta`` = A_x⁻¹ (s_y β̃ + m e₀) stored."""
+    """β̃ with its exact (Normal) prior; ``beta`` = A_x⁻¹ (s_y β̃ + m e₀) is stored."""
     sc = rp.scaling
     if p == 0:
         beta_std = pt.zeros((0,))
@@ -222,12 +219,13 @@ def _fixed_effects(rp: ResolvedPriors, p: int):
             beta_std = pm.MvNormal(nt.BETA_STD, mu=mean, chol=np.linalg.cholesky(cov),
                                    dims=nt.DIM_FIXED)
     if p == 0:
-        return beta_std, pm.Deterministic(nt.BETA, pt.zeros((0,)), dims=nt.DIM_FIXED)
+        pm.Deterministic(nt.BETA, pt.zeros((0,)), dims=nt.DIM_FIXED)
+        return beta_std
     shift = sc.beta_from_std(np.zeros(p))  # A_x⁻¹ m e₀
-    beta = pm.Deterministic(
+    pm.Deterministic(
         nt.BETA, shift + pt.dot(beta_std * sc.y_scale, sc.A_x_inv.T), dims=nt.DIM_FIXED
     )
-    return beta_std, beta
+    return beta_std
 
 
 COV_RV = "chol_cov_u"

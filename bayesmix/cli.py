@@ -31,23 +31,9 @@ STAGES = (("design", "design"), ("build", "build"), ("compile", "compile"),
 
 
 def check_out_path(path: str | Path, force: bool = False) -> Path:
-    """Check where ``--out`` will write, before any sampling (see ``check_output_path``).
+    """Check ``--out`` before any sampling (``--force`` to overwrite).
 
-    Parameters
-    ----------
-    path : str or Path
-    force : bool
-        Allow overwriting an existing file (``--force``).
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    FitFileError
-        The path is a folder, its folder does not exist or is not writable, or the file exists
-        and ``force`` is False.
+    :func:`bayesmix.fit_result.check_output_path`, with its errors prefixed by ``--out``.
     """
     from bayesmix.fit_result import FitFileError, check_output_path
 

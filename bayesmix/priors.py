@@ -3,7 +3,7 @@
 Default rule (in the spirit of rstanarm and brms).  s_y is the SD of y; s_k is the product of
 the SDs of the variables multiplied in column k of X (the SD of the variable for a main
 effect), s_r the same for a random term's level-1 column, and x̄, z̄ the variables' means (the
-scales of :func:`bayesmix.scaling.design_scaling`; a variable that cannot be centred keeps 0
+scales of ``design.scaling``, :mod:`bayesmix.scaling`; a variable that cannot be centred keeps 0
 as its centre and its root mean square stands for its SD).  The priors below are on the
 coefficients with every centred variable at its mean (δ = C_x γ,
 :meth:`bayesmix.scaling.Scaling.x_centring`); for a column no interaction contains that is γ
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bayesmix.errors import SpecError
-from bayesmix.scaling import Scaling, design_scaling
+from bayesmix.scaling import Scaling
 
 if TYPE_CHECKING:
     from bayesmix.design import Design
@@ -319,9 +319,10 @@ class ResolvedPriors:
 
     def _basis(self) -> np.ndarray:
         """B with ``Bβ`` the quantities the independent priors are on (p × p)."""
-        c = self.scaling.x_centring()
-        return np.array([c[k] if at else np.eye(c.shape[0])[k]
-                         for k, at in enumerate(self.beta_at_means)]).reshape(c.shape)
+        basis = self.scaling.x_centring()
+        at_zero = ~np.asarray(self.beta_at_means, dtype=bool)
+        basis[at_zero] = np.eye(basis.shape[0])[at_zero]
+        return basis
 
     # ---------------------------------------------------------------- on the model's scale
     def beta_normal(self) -> tuple[np.ndarray, np.ndarray]:
@@ -452,7 +453,7 @@ def resolve_priors(design: Design, priors: Priors | None = None) -> ResolvedPrio
     ----------
     design : Design
         Supplies y (n,), X (n, p) and the random terms' level-1 columns Zq (n, q), through
-        their centres and scales (:func:`bayesmix.scaling.design_scaling`).
+        their centres and scales (``design.scaling``).
     priors : Priors, optional
         Overrides; keys must name γ's and U's of the design.
 
@@ -461,7 +462,7 @@ def resolve_priors(design: Design, priors: Priors | None = None) -> ResolvedPrio
     ResolvedPriors
     """
     priors = priors or Priors()
-    sc = design_scaling(design)
+    sc = design.scaling
     s_y = sc.y_scale
     p = design.X.shape[1]
     k0 = sc.x_intercept

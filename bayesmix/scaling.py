@@ -347,17 +347,3 @@ class Scaling:
             y_center=float(values["y_center"]),
             y_scale=float(values["y_scale"]),
         )
-
-
-def design_scaling(design: Any) -> Scaling:
-    """The scaling of a design: the means and SDs of its atoms and of y (module docstring).
-
-    Found once by :func:`bayesmix.build_design` (``design.scaling``).
-    """
-    return design.scaling
-
-
-def standardized_design(design: Any, scaling: Scaling | None = None):
-    """X̃, Z̃, ỹ of a whole design (on ``scaling``, the design's own by default)."""
-    sc = scaling if scaling is not None else design_scaling(design)
-    return sc.standardize(design.atoms, design.y)

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from bayesmix.design import Design
 from bayesmix.errors import DataError
-from bayesmix.scaling import Scaling, design_scaling
+from bayesmix.scaling import Scaling
 from bayesmix.spec.model import Spec
 
 
@@ -137,7 +137,7 @@ def cross_products(
     J : int
         Number of clusters.
     scaling : Scaling
-        Centres and scales (:func:`bayesmix.scaling.design_scaling`).
+        Centres and scales (``design.scaling``: :mod:`bayesmix.scaling`).
     chunk_rows : int
         Rows per chunk; bounds the temporary memory at ``chunk_rows · d²`` floats.
 
@@ -176,7 +176,7 @@ def cluster_stats(
     """
     return cross_products(
         design.atoms, design.y, design.cluster_index, design.J,
-        scaling=scaling if scaling is not None else design_scaling(design),
+        scaling=scaling if scaling is not None else design.scaling,
         chunk_rows=chunk_rows,
     )
 

@@ -33,15 +33,25 @@ def test_shifted_columns_are_not_taken_for_collinear(sleep):
     assert d.p == 2
 
 
-@pytest.mark.parametrize("how", ["fit_reml", "build_model"])
-def test_an_exact_fit_is_refused(sleep, how):
-    data = sleep.assign(R2=3.0 + 2.0 * sleep.Days)
-    spec = bm.Spec.from_formula("R2 ~ Days + (1 | Subject)")
+@pytest.mark.parametrize(("formula", "outcome"), [
+    ("R2 ~ Days + (1 | Subject)", lambda s: 3.0 + 2.0 * s.Days),
+    ("R2 ~ Days + (1 | Subject)", lambda s: 1e6 + 2.0 * s.Days),  # shifted far from 0
+    ("R2 ~ 0 + Days + (1 | Subject)", lambda s: 2.0 * s.Days),  # no intercept: y not centred
+])
+@pytest.mark.parametrize("how", ["fit_reml", "build_design"])
+def test_an_exact_fit_is_refused(sleep, how, formula, outcome):
+    data = sleep.assign(R2=outcome(sleep))
+    spec = bm.Spec.from_formula(formula)
     with pytest.raises(bm.DataError, match="exact linear function of the fixed-effect columns"):
         if how == "fit_reml":
             bm.fit_reml(spec, data)
         else:
-            bm.build_model(bm.build_design(spec, data))
+            bm.build_design(spec, data)
+
+
+def test_a_near_exact_fit_is_not_refused(sleep):
+    data = sleep.assign(R2=3.0 + 2.0 * sleep.Days + 1e-6 * np.sin(np.arange(len(sleep))))
+    bm.build_design(bm.Spec.from_formula("R2 ~ Days + (1 | Subject)"), data)
 
 
 def test_no_fixed_effects_reml_equals_the_marginal_likelihood(sleep):

@@ -499,9 +499,10 @@ def build_design(
     # shifted variable cannot fake a collinearity, and a near-duplicate column cannot hide.
     atom_names, atoms, fixed_factors, random_factors = cols_.atom_matrix()
     scaling = Scaling.from_arrays(atoms, y, fixed_factors, random_factors)
-    X_std, _, _ = scaling.standardize(atoms, y)
+    X_std, _, y_std = scaling.standardize(atoms, y)
     validate.check_rank(X_std, cols_.fixed_names)
-    del X_std
+    validate.check_not_exact(X_std, y_std, cols_.fixed_names, spec.outcome)
+    del X_std, y_std
     level1_cols = cols_.level1
     random_cols = cols_.random
     g_entries = [(mi, k, w[first_row]) for mi, k, w in cols_.g_entries]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -358,22 +358,20 @@ def check_rank(X: np.ndarray, names: tuple[str, ...]) -> None:
     )
 
 
-def check_not_exact(design: Any) -> None:
+def check_not_exact(X_std: np.ndarray, y_std: np.ndarray, names: tuple[str, ...],
+                    outcome: str) -> None:
     """Refuse a y that is an exact linear function of X: σ would be 0, nothing is random.
 
-    Checked on centred and scaled columns (:mod:`bayesmix.scaling`), so that a shifted or
-    rescaled outcome cannot fool it.
+    ``X_std`` and ``y_std`` are X and y on the design's standardised scale
+    (:mod:`bayesmix.scaling`), so a shifted or rescaled outcome cannot fool the check.
     """
-    from bayesmix.scaling import standardized_design
-
-    if design.p == 0:
+    if X_std.shape[1] == 0:
         return
-    X, _, y = standardized_design(design)
-    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
-    if float(np.sqrt(np.mean((y - X @ coef) ** 2))) <= 1e-10:
+    coef, *_ = np.linalg.lstsq(X_std, y_std, rcond=None)
+    if float(np.sqrt(np.mean((y_std - X_std @ coef) ** 2))) <= 1e-10:
         raise DataError(
-            f"{design.spec.outcome!r} is an exact linear function of the fixed-effect columns "
-            f"({', '.join(design.fixed_names)}): the residual SD would be 0 and the model has "
+            f"{outcome!r} is an exact linear function of the fixed-effect columns "
+            f"({', '.join(names)}): the residual SD would be 0 and the model has "
             "no random variation to estimate. Check that the outcome is not computed from the "
             "predictors."
         )

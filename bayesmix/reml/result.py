@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.design import Design, build_design
-from bayesmix.design.validate import check_not_exact
 from bayesmix.errors import BayesmixError
 from bayesmix.reml.profiled import (
     lambda_from_theta,
@@ -260,7 +259,6 @@ def fit_reml(
         raise BayesmixError(
             f"fit_reml takes a Spec (with data) or a Design, not {type(spec_or_design).__name__}"
         )
-    check_not_exact(design)
     stats = cluster_stats(design)
     sc = stats.scaling
     start_std = None
@@ -290,10 +288,9 @@ def fit_reml(
     diag_theta = opt.theta[rows == cols]
     theta_zero = diag_theta < SINGULAR_TOL
     singular = bool(theta_zero.any())
-    zero_sd = np.where(sd <= 1e-8 * max(1.0, float(sd.max())), 0.0, sd)
     messages = list(opt.messages)
     if singular:
-        messages += _singular_messages(zero_sd, corr, design.random_names, design.spec.cluster,
+        messages += _singular_messages(sd, corr, design.random_names, design.spec.cluster,
                                        theta_zero)
     if not opt.converged:
         messages.insert(0, "The REML optimiser did not converge; the numbers are not estimates.")
