@@ -109,7 +109,7 @@ def test_level1_coefficient_without_level2_line():
 def test_duplicate_gamma_and_no_random_effect():
     with pytest.raises(SpecError, match="g00 is used twice"):
         Spec.from_equations("y = b0 + b1*X + e\nb0 = g00 + U0\nb1 = g00", "g")
-    with pytest.raises(SpecError, match="not a two-level model"):
+    with pytest.raises(SpecError, match="not a multilevel model"):
         Spec.from_equations("y = b0 + b1*X + e\nb0 = g00\nb1 = g10", "g")
 
 
@@ -122,5 +122,5 @@ def test_second_level1_equation_and_missing_level1():
 
 
 def test_cluster_used_as_predictor_is_refused():
-    with pytest.raises(SpecError, match="cluster column 'g' is also used"):
+    with pytest.raises(SpecError, match="grouping column 'g' is also used"):
         Spec.from_equations("y = b0 + e\nb0 = g00 + g01*g + U0", "g")

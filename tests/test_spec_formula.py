@@ -48,7 +48,7 @@ def test_distribution_no_intercept_and_removal():
 @pytest.mark.parametrize(
     ("formula", "fragment"),
     [
-        ("y ~ X + (1 | g) + (1 | h)", "one grouping factor"),
+            ("y ~ X + (1 | g) + (1 | g)", "the intercept has a random effect over g twice"),
         ("y ~ X", "no random part"),
         ("y ~ log(X) + (1 | g)", "function calls"),
         ("y ~ X + (1 + X || g)", "uncorrelated"),

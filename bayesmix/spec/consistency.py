@@ -62,21 +62,62 @@ def validate_spec(spec: Spec) -> None:
             if coef.random in seen_u:
                 raise SpecError(f"random effect {coef.random} is used twice")
             seen_u.add(coef.random)
-    if not seen_u:
-        raise SpecError(
-            "no coefficient has a random effect, so this is not a two-level model; add a U term "
-            "to a level-2 equation, e.g. `b0 = g00 + U0` for a random intercept"
-        )
-    used = set(spec.level1_variables) | set(spec.level2_variables)
+    _check_random(spec)
+    used = set(spec.predictors)
     if spec.outcome in used:
         raise SpecError(f"the outcome {spec.outcome!r} is also used as a predictor")
-    if spec.cluster in used:
+    for column in spec.factor_columns:
+        if column in used:
+            raise SpecError(
+                f"the grouping column {column!r} is also used as a predictor; a predictor that "
+                "identifies the units is collinear with their random intercepts"
+            )
+        if column == spec.outcome:
+            raise SpecError(f"the grouping column {column!r} is also the outcome")
+
+
+def _check_random(spec: Spec) -> None:
+    """The random blocks: some exist, names unique, ``cluster``'s agree with the U terms."""
+    from bayesmix.spec.model import RandomTerm
+
+    if not spec.random:
         raise SpecError(
-            f"the cluster column {spec.cluster!r} is also used as a predictor; a predictor that "
-            "identifies the clusters is collinear with the random intercepts"
+            "no coefficient has a random effect, so this is not a multilevel model; add a U "
+            "term to a level-2 equation, e.g. `b0 = g00 + U0` for a random intercept"
         )
-    if spec.cluster == spec.outcome:
-        raise SpecError(f"the cluster column {spec.cluster!r} is also the outcome")
+    names: set[str] = set()
+    on_factor: dict[str, dict[tuple[str, ...], str]] = {}
+    for block in spec.random:
+        if not isinstance(block, RandomTerm):
+            raise SpecError(f"`random` holds RandomTerm blocks, not {type(block).__name__}")
+        seen = on_factor.setdefault(block.grouping, {})
+        for name, term in zip(block.names, block.terms, strict=True):
+            _check_product(name, term)
+            if name in names:
+                raise SpecError(f"random effect {name} is used twice")
+            names.add(name)
+            key = tuple(sorted(term))
+            if key in seen:
+                label = ":".join(term) or "the intercept"
+                raise SpecError(
+                    f"{seen[key]} and {name} are both random effects of {label} over "
+                    f"{block.grouping}; keep one (their variances cannot be told apart)"
+                )
+            seen[key] = name
+    if spec.cluster not in on_factor:
+        raise SpecError(
+            f"the cluster {spec.cluster!r} is not the grouping factor of any random block "
+            f"({', '.join(on_factor)})"
+        )
+    u_terms = {tuple(sorted(c.variables)): c.random for c in spec.coefficients
+               if c.random is not None}
+    block_terms = on_factor[spec.cluster]
+    if u_terms != block_terms:
+        raise SpecError(
+            f"the coefficients' U terms ({', '.join(sorted(filter(None, u_terms.values())))}) "
+            f"are not the random effects over {spec.cluster} "
+            f"({', '.join(sorted(block_terms.values()))})"
+        )
 
 
 def _check_product(name: str, variables: tuple[str, ...]) -> None:

@@ -1,34 +1,28 @@
-"""lme4 formulas with one grouping factor: parsing, conversion to L1/L2, and back.
+"""lme4 formulas: the parser (conversion to and from a Spec is in :mod:`.formula_convert`).
 
 Supported syntax: ``y ~ a + b + a:b``, ``a*b`` (= a + b + a:b, distributing over parentheses
 as in ``X*(M + W)``), ``1``, ``0`` / ``-1`` (no intercept, also first: ``y ~ -1 + X``),
-``- term``, and one random part ``(1 + X | g)`` or ``(0 + X | g)``.  Names that are not plain
+``- term``, and random parts ``(1 + X | g)``, ``(0 + X | g)``, ``(1 + X || g)`` (independent
+effects), ``(1 | a:b)`` (the units of b within a), ``(1 | a/b)`` (= ``(1 | a) + (1 | a:b)``),
+several of them, on one factor or on several (nested or crossed).  Names that are not plain
 identifiers go in backticks.  Refused with a SpecError: a variable multiplied by itself
 (``X:X``, ``X*X``: R reads it as X, which is rarely meant), a subtracted random part,
-parentheses nested deeper than :data:`MAX_DEPTH` and products that expand to more than
-:data:`MAX_TERMS` terms.
+parentheses nested deeper than :data:`MAX_DEPTH`, products that expand to more than
+:data:`MAX_TERMS` terms, and one term with two random effects over the same factor.
 
 ``formulae`` (bambi's engine) was considered: it builds design matrices, but bayesmix needs
 each fixed term split into its level-1 and level-2 parts to name the γ's, and the grammar of
-two-level models with one grouping factor is this small; categorical coding lives in
-:mod:`bayesmix.design`, shared by every way in.
+multilevel models is this small; categorical coding lives in :mod:`bayesmix.design`, shared
+by every way in.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
-import numpy as np
-
-from bayesmix.errors import DataError, SpecError
-from bayesmix.spec.model import Coefficient, Gamma
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from bayesmix.spec.model import Spec
+from bayesmix.errors import SpecError
 
 Term = tuple[str, ...]  # variables of one term, in written order; () is the intercept
 
@@ -39,27 +33,61 @@ _TOKEN = re.compile(
 
 
 @dataclass(frozen=True)
+class Bar:
+    """One random part ``(terms | factor)`` (or ``||``), after expanding ``a/b``.
+
+    Attributes
+    ----------
+    terms : tuple of Term
+        Random terms in order; ``()`` is the random intercept.
+    factor : tuple of str
+        The grouping columns (``("a", "b")`` for ``a:b``).
+    diagonal : bool
+        ``||``: independent effects.
+    position : int
+        1-based position of the bar's ``(`` in the formula.
+    """
+
+    terms: tuple[Term, ...]
+    factor: tuple[str, ...]
+    diagonal: bool
+    position: int
+
+    @property
+    def grouping(self) -> str:
+        """The factor as lme4 writes it, ``"a:b"``."""
+        return ":".join(self.factor)
+
+
+@dataclass(frozen=True)
 class ParsedFormula:
-    """A formula split into outcome, fixed terms and one random part.
+    """A formula split into outcome, fixed terms and random parts.
 
     Attributes
     ----------
     outcome : str
     fixed : tuple of Term
         Fixed terms in order; ``()`` is the intercept.
-    random : tuple of Term
-        Random terms in order; ``()`` is the random intercept.
-    cluster : str
-        The grouping factor.
+    bars : tuple of Bar
+        The random parts in order (``(1 | a/b)`` gives two: on ``a`` and on ``a:b``).
     text : str
         The formula as given.
     """
 
     outcome: str
     fixed: tuple[Term, ...]
-    random: tuple[Term, ...]
-    cluster: str
+    bars: tuple[Bar, ...]
     text: str
+
+    @property
+    def cluster(self) -> str:
+        """The innermost grouping factor (most columns; the first one of equal depth)."""
+        return max(self.bars, key=lambda b: len(b.factor)).grouping
+
+    @property
+    def random(self) -> tuple[Term, ...]:
+        """The random terms over :attr:`cluster`, in order."""
+        return tuple(t for b in self.bars if b.grouping == self.cluster for t in b.terms)
 
 
 MAX_DEPTH = 50
@@ -92,7 +120,7 @@ class _Parser:
                               "redundant ones", i + 1)
             i = m.end()
         self.i = 0
-        self.random: list[tuple[list[Term], bool, str, int]] = []
+        self.random: list[Bar] = []
 
     def fail(self, message: str, pos: int | None = None) -> NoReturn:
         raise SpecError(message, text=self.text, line=None, position=pos)
@@ -166,20 +194,38 @@ class _Parser:
         start = self.take("(")
         terms, intercept = self.parse_sum()
         bar = self.take()
-        if bar[1] == "||":
-            self.fail(
-                "uncorrelated random effects (||) are not supported: bayesmix gives U a full "
-                "covariance T with an LKJ prior; write (1 + X | g)",
-                bar[2],
-            )
-        if bar[1] != "|":
+        if bar[1] not in ("|", "||"):
             self.fail(f"expected '|', found {bar[1]!r}", bar[2])
-        cluster = self.take()
-        if cluster[0] != "name":
-            self.fail("expected the name of the grouping factor after '|'", cluster[2])
+        ordered = tuple(([()] if intercept is not False else []) + [t for t in terms if t])
+        if not ordered:
+            self.fail("this random part has no term; write (1 | g) for a random intercept",
+                      start[2])
+        for factor in self.parse_grouping():
+            self.random.append(Bar(ordered, factor, bar[1] == "||", start[2]))
         self.take(")")
-        ordered = ([()] if intercept is not False else []) + [t for t in terms if t]
-        self.random.append((ordered, intercept is not False, cluster[1], start[2]))
+
+    def parse_grouping(self) -> list[tuple[str, ...]]:
+        """``g``, ``a:b`` or ``a/b/c`` (= a, a:b, a:b:c) after the bar."""
+        chain: list[list[str]] = [[]]
+        while True:
+            tok = self.take()
+            if tok[0] != "name":
+                self.fail("expected the name of a grouping factor (a column)", tok[2])
+            if tok[1] in chain[-1] or any(tok[1] in part for part in chain):
+                self.fail(f"{tok[1]!r} appears twice in this grouping factor", tok[2])
+            chain[-1].append(tok[1])
+            nxt = self.peek_op((":", "/"))
+            if nxt is None:
+                break
+            self.i += 1
+            if nxt[1] == "/":
+                chain.append([])
+        out: list[tuple[str, ...]] = []
+        prefix: tuple[str, ...] = ()
+        for part in chain:
+            prefix = prefix + tuple(part)
+            out.append(prefix)
+        return out
 
     # product := interaction ('*' interaction)*
     def parse_product(self) -> tuple[list[Term], bool | None]:
@@ -241,7 +287,7 @@ class _Parser:
             terms, icpt = self.parse_sum()
             self.take(")")
             return terms, icpt
-        if text == "^" or text == "/":
+        if text == "^" or text == "/":  # '/' only nests grouping factors, after a bar
             self.fail(f"the operator {text!r} is not supported; write the terms out", pos)
         self.fail(f"unexpected {text!r}", pos)
 
@@ -261,22 +307,20 @@ class _Parser:
             self.fail(f"unexpected {tok[1]!r}", tok[2])
         if not self.random:
             self.fail(
-                "no random part: a two-level model needs one, e.g. `(1 | g)` for a random "
+                "no random part: a multilevel model needs one, e.g. `(1 | g)` for a random "
                 "intercept or `(1 + X | g)` for a random slope too"
             )
-        if len(self.random) > 1:
-            clusters = {r[2] for r in self.random}
-            if len(clusters) > 1:
-                self.fail(
-                    f"bayesmix fits two-level models with one grouping factor; this formula "
-                    f"has {len(clusters)} ({', '.join(sorted(clusters))})",
-                    self.random[1][3],
-                )
-            self.fail("write the random terms of one grouping factor in one (... | g)",
-                      self.random[1][3])
-        rterms, _, cluster, _ = self.random[0]
+        seen: dict[tuple[str, frozenset[str]], Bar] = {}
+        for bar in self.random:
+            for term in bar.terms:
+                key = (":".join(sorted(bar.factor)), frozenset(term))
+                if key in seen:
+                    label = ":".join(term) or "the intercept"
+                    self.fail(f"{label} has a random effect over {bar.grouping} twice; keep "
+                              "one", bar.position)
+                seen[key] = bar
         fixed = ([()] if intercept is not False else []) + [t for t in terms if t]
-        return ParsedFormula(outcome, tuple(fixed), tuple(rterms), cluster, self.text)
+        return ParsedFormula(outcome, tuple(fixed), tuple(self.random), self.text)
 
 
 def _dedupe(terms: list[Term]) -> list[Term]:
@@ -287,7 +331,7 @@ def _dedupe(terms: list[Term]) -> list[Term]:
 
 
 def parse_formula(text: str) -> ParsedFormula:
-    """Parse an lme4 formula with one grouping factor.
+    """Parse an lme4 formula.
 
     Raises
     ------
@@ -301,126 +345,5 @@ def parse_formula(text: str) -> ParsedFormula:
     return _Parser(text).parse()
 
 
-def _level2_from_data(data: pd.DataFrame, cluster: str, variables: list[str]) -> set[str]:
-    if not hasattr(data, "columns") or not hasattr(data, "groupby"):
-        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
-    if cluster not in data.columns:
-        raise DataError(f"the grouping factor {cluster!r} is not a column of the data")
-    level2 = set()
-    for var in variables:
-        if var not in data.columns:
-            continue
-        nunique = data.groupby(cluster, observed=True, sort=False)[var].nunique(dropna=False)
-        if len(nunique) and int(np.max(nunique.to_numpy())) <= 1:
-            level2.add(var)
-    return level2
-
-
-def spec_parts_from_formula(
-    parsed: ParsedFormula,
-    *,
-    data: pd.DataFrame | None = None,
-    level2: tuple[str, ...] | list[str] | None = None,
-) -> tuple[str, str, tuple[Coefficient, ...]]:
-    """Turn a parsed formula into L1/L2 coefficients.
-
-    Each fixed term's variables are split into level-1 and level-2 parts; the level-1 part
-    names the coefficient β_q, the level-2 part the γ_qs.  Random terms must be level-1.
-
-    Returns
-    -------
-    outcome, cluster, coefficients
-    """
-    all_vars = list(dict.fromkeys(v for t in parsed.fixed + parsed.random for v in t))
-    if level2 is not None:
-        l2 = {level2} if isinstance(level2, str) else set(level2)
-        unused = [v for v in l2 if v not in all_vars]
-        if unused:
-            raise SpecError(
-                f"`level2` names {unused[0]!r}, which the formula does not use; the formula's "
-                f"variables are {', '.join(all_vars) or 'none'}",
-                text=parsed.text,
-            )
-    elif data is not None:
-        random_vars = {v for t in parsed.random for v in t}
-        l2 = _level2_from_data(data, parsed.cluster, [v for v in all_vars
-                                                      if v not in random_vars])
-    else:
-        l2 = set()
-    for term in parsed.random:
-        bad = [v for v in term if v in l2]
-        if bad:
-            raise SpecError(
-                f"{bad[0]!r} is a level-2 variable (constant within each {parsed.cluster}), so "
-                f"it cannot have a random effect across {parsed.cluster}; drop it from the "
-                "random part",
-                text=parsed.text,
-            )
-    # Level-1 parts in order: intercept first, then as they appear (random terms included).
-    keys: list[frozenset[str]] = []
-    l1_of: dict[frozenset[str], Term] = {}
-    for term in [(), *parsed.fixed, *parsed.random]:
-        l1 = tuple(v for v in term if v not in l2)
-        key = frozenset(l1)
-        if key not in l1_of:
-            l1_of[key] = l1
-            keys.append(key)
-    has_intercept_coef = () in parsed.fixed or () in parsed.random or any(
-        all(v in l2 for v in t) for t in parsed.fixed
-    )
-    if not has_intercept_coef:
-        keys.remove(frozenset())
-    gammas: dict[frozenset[str], list[Term]] = {k: [] for k in keys}
-    for term in parsed.fixed:
-        l1 = frozenset(v for v in term if v not in l2)
-        gammas[l1].append(tuple(v for v in term if v in l2))
-    random_keys = {frozenset(t) for t in parsed.random}
-    start = 0 if has_intercept_coef else 1
-    coefficients = []
-    for q, key in enumerate(keys, start=start):
-        # The constant γ_q0 first, then the level-2 terms in written order.
-        l2_terms = sorted(gammas[key], key=lambda t: (len(t) > 0,))
-        gam = []
-        s = 1
-        for t in l2_terms:
-            if not t:
-                gam.append(Gamma(_gamma_name(q, 0), ()))
-            else:
-                gam.append(Gamma(_gamma_name(q, s), t))
-                s += 1
-        coefficients.append(
-            Coefficient(
-                name=f"b{q}",
-                variables=l1_of[key],
-                gammas=tuple(gam),
-                random=f"U{q}" if key in random_keys else None,
-            )
-        )
-    return parsed.outcome, parsed.cluster, tuple(coefficients)
-
-
-def _gamma_name(q: int, s: int) -> str:
-    return f"g{q}{s}" if q < 10 and s < 10 else f"g{q}_{s}"
-
-
 def _quote(name: str) -> str:
     return name if re.fullmatch(r"[^\W\d][\w.]*", name) else f"`{name}`"
-
-
-def spec_to_formula(spec: Spec) -> str:
-    """Write a Spec as an lme4 formula, fixed terms in the column order of X.
-
-    ``Spec.from_formula(spec.to_formula())`` gives the same design matrices.
-    """
-    fixed = []
-    terms = spec.fixed_terms
-    has_intercept = any(not t.variables for t in terms)
-    fixed.append("1" if has_intercept else "0")
-    fixed += [":".join(_quote(v) for v in t.variables) for t in terms if t.variables]
-    random_coefs = spec.random_coefficients
-    rand = ["1" if any(not c.variables for c in random_coefs) else "0"]
-    rand += [":".join(_quote(v) for v in c.variables) for c in random_coefs if c.variables]
-    return (
-        f"{_quote(spec.outcome)} ~ {' + '.join(fixed)} + "
-        f"({' + '.join(rand)} | {_quote(spec.cluster)})"
-    )

@@ -88,6 +88,71 @@ class FixedTerm:
         return ":".join(self.variables) if self.variables else INTERCEPT
 
 
+STRUCTURES = ("unstructured", "diagonal")
+"""Covariance structures of a random-effect block: LKJ-correlated, or independent effects."""
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """One random-effect block: effects that vary over the levels of one grouping factor.
+
+    lme4's ``(1 + X | g)`` is one block on ``g`` with effects for the intercept and X,
+    correlated (``"unstructured"``: covariance T with an LKJ prior); ``(1 + X || g)`` is the
+    same block with independent effects (``"diagonal"``); ``(1 | a/b)`` is two blocks, on
+    ``a`` and on ``a:b``.
+
+    Attributes
+    ----------
+    factor : tuple of str
+        The columns whose combination is the grouping factor: ``("schoolid",)``, or
+        ``("schoolid", "childid")`` for ``schoolid:childid`` (children within schools, so a
+        child id that repeats in two schools names two children).
+    terms : tuple of tuple of str
+        The level-1 products each effect multiplies, in order; ``()`` is the intercept.
+    names : tuple of str
+        The effects' names in the level equations (``"U0"``, ``"r1"``, ``"u10"``), one per
+        term.
+    structure : {"unstructured", "diagonal"}
+        Covariance of the block's effects within a level of the factor.
+    """
+
+    factor: tuple[str, ...]
+    terms: tuple[tuple[str, ...], ...]
+    names: tuple[str, ...]
+    structure: str = "unstructured"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.factor, str):
+            object.__setattr__(self, "factor", (self.factor,))
+        if self.structure not in STRUCTURES:
+            raise SpecError(
+                f"the covariance structure of a random-effect block is one of "
+                f"{', '.join(STRUCTURES)}, not {self.structure!r}"
+            )
+        if not self.factor or not all(isinstance(f, str) and f for f in self.factor):
+            raise SpecError(f"a grouping factor is one or more column names, not {self.factor!r}")
+        if len(self.terms) != len(self.names) or not self.terms:
+            raise SpecError(
+                f"the random-effect block on {self.grouping} needs one name per term "
+                f"({len(self.terms)} terms, {len(self.names)} names)"
+            )
+
+    @property
+    def grouping(self) -> str:
+        """The grouping factor as lme4 writes it: ``"schoolid:childid"``."""
+        return ":".join(self.factor)
+
+    @property
+    def correlated(self) -> bool:
+        """Whether the effects are correlated (an unstructured T with an LKJ prior)."""
+        return self.structure == "unstructured"
+
+    @property
+    def term_names(self) -> tuple[str, ...]:
+        """lme4-style names of the terms (``"(Intercept)"``, ``"X"``, ``"X:Z"``)."""
+        return tuple(":".join(t) if t else INTERCEPT for t in self.terms)
+
+
 @dataclass(frozen=True)
 class Spec:
     """A two-level model: outcome, cluster, level-1 coefficients and their level-2 equations.
@@ -101,13 +166,25 @@ class Spec:
     outcome : str
         Column of the outcome y.
     cluster : str
-        Column that identifies the level-2 unit j.
+        The grouping factor of the level-2 units j: a column, or for a nested level the
+        columns joined by ``:`` (``"schoolid:childid"``) as in :attr:`RandomTerm.grouping`.
+        With several grouping factors it is the innermost one (the first one for crossed
+        factors); the coefficients' U terms vary over it.
     coefficients : tuple of Coefficient
         β_0, β_1, ... in the order of the level-1 equation.
     reference : tuple of (str, str)
         Reference level of categorical predictors, e.g. ``(("Sector", "Public"),)``.
     categorical : tuple of str
         Numeric columns to code as categorical (string/boolean columns always are).
+    random : tuple of RandomTerm
+        The random-effect blocks, each on one grouping factor.  Derived from the
+        coefficients' U terms (one unstructured block on ``cluster``) when not given; the
+        constructors of models with several grouping factors, ``||`` or several blocks on one
+        factor give it.  The coefficients' U terms are then the effects on ``cluster``.
+    variable_levels : tuple of (str, int)
+        The level each predictor belongs to (1 = varies within the innermost units), for the
+        level equations of models with three or more levels; empty for two-level models (a
+        variable in a level-2 equation is then level 2).
     name : str or None
         A short model name (model files set it).
     data_path : Path or None
@@ -123,6 +200,8 @@ class Spec:
     coefficients: tuple[Coefficient, ...]
     reference: tuple[tuple[str, str], ...] = ()
     categorical: tuple[str, ...] = ()
+    random: tuple[RandomTerm, ...] = ()
+    variable_levels: tuple[tuple[str, int], ...] = ()
     name: str | None = None
     data_path: Path | None = field(default=None, compare=False)
     priors: Priors | None = field(default=None, compare=False)
@@ -136,6 +215,12 @@ class Spec:
         if not all(isinstance(r, tuple) and len(r) == 2 for r in self.reference):
             raise SpecError("`reference` maps a categorical column to its reference level, e.g. "
                             "{'Sector': 'Public'}")
+        if not self.random:
+            object.__setattr__(self, "random", _random_from_coefficients(self))
+        elif not isinstance(self.random, tuple):
+            object.__setattr__(self, "random", tuple(self.random))
+        if isinstance(self.variable_levels, dict):
+            object.__setattr__(self, "variable_levels", tuple(self.variable_levels.items()))
         validate_spec(self)
 
     def __repr__(self) -> str:
@@ -208,7 +293,7 @@ class Spec:
         categorical: tuple[str, ...] | list[str] = (),
         name: str | None = None,
     ) -> Spec:
-        """Parse an lme4 formula with one grouping factor, e.g. ``y ~ X*M + (1 + X | g)``.
+        """Parse an lme4 formula, e.g. ``y ~ X*M + (1 + X | g)`` or ``y ~ X + (1 | a/b)``.
 
         Each fixed term is split into its level-1 part (which names the coefficient β_q) and
         its level-2 part (which names γ_qs).  Which variables are level-2 is taken from
@@ -232,15 +317,18 @@ class Spec:
         -------
         Spec
         """
-        from bayesmix.spec.formula import parse_formula, spec_parts_from_formula
+        from bayesmix.spec.formula import parse_formula
+        from bayesmix.spec.formula_convert import spec_parts_from_formula
 
         parsed = parse_formula(formula)
         l2 = None if level2 is None else _names(level2, "level2")
-        outcome, cluster, coefficients = spec_parts_from_formula(parsed, data=data, level2=l2)
+        parts = spec_parts_from_formula(parsed, data=data, level2=l2)
         return cls(
-            outcome=outcome,
-            cluster=cluster,
-            coefficients=coefficients,
+            outcome=parts.outcome,
+            cluster=parts.cluster,
+            coefficients=parts.coefficients,
+            random=parts.random,
+            variable_levels=parts.variable_levels,
             reference=_ref_tuple(reference),
             categorical=categorical,  # type: ignore[arg-type]  # normalised in __post_init__
             name=name,
@@ -259,7 +347,7 @@ class Spec:
     # ------------------------------------------------------------------ conversions
     def to_formula(self) -> str:
         """The lme4 formula of this model, e.g. ``'y ~ 1 + X + M + X:M + (1 + X | g)'``."""
-        from bayesmix.spec.formula import spec_to_formula
+        from bayesmix.spec.formula_convert import spec_to_formula
 
         return spec_to_formula(self)
 
@@ -302,6 +390,26 @@ class Spec:
         return tuple(c for c in self.coefficients if c.random is not None)
 
     @property
+    def groupings(self) -> tuple[str, ...]:
+        """The distinct grouping factors of the random blocks, in order of first use."""
+        return _unique(t.grouping for t in self.random)
+
+    @property
+    def factor_columns(self) -> tuple[str, ...]:
+        """The data columns that identify the units of every grouping factor."""
+        return _unique(c for t in self.random for c in t.factor)
+
+    @property
+    def single_factor(self) -> bool:
+        """Whether every random block varies over ``cluster`` (one grouping factor)."""
+        return self.groupings == (self.cluster,)
+
+    @property
+    def random_variables(self) -> tuple[str, ...]:
+        """Variables of the random terms of every block, in order of first use."""
+        return _unique(v for t in self.random for term in t.terms for v in term)
+
+    @property
     def level1_variables(self) -> tuple[str, ...]:
         """Variables used at level 1, in order of first use."""
         return _unique(v for c in self.coefficients for v in c.variables)
@@ -313,15 +421,32 @@ class Spec:
 
     @property
     def variables(self) -> tuple[str, ...]:
-        """Every data column the model uses: outcome, cluster, level-1 and level-2 variables."""
+        """Every data column the model uses: outcome, grouping columns and predictors."""
         return _unique(
-            (self.outcome, self.cluster, *self.level1_variables, *self.level2_variables)
+            (self.outcome, *self.factor_columns, *self.level1_variables,
+             *self.level2_variables, *self.random_variables)
         )
+
+    @property
+    def predictors(self) -> tuple[str, ...]:
+        """Every predictor the model uses (fixed and random parts)."""
+        return _unique((*self.level1_variables, *self.level2_variables,
+                        *self.random_variables))
 
     @property
     def reference_levels(self) -> dict[str, str]:
         """Reference levels as a dict."""
         return dict(self.reference)
+
+
+def _random_from_coefficients(spec: Spec) -> tuple[RandomTerm, ...]:
+    """The one unstructured block on ``cluster`` that the coefficients' U terms describe."""
+    coefs = [c for c in spec.coefficients if isinstance(c, Coefficient) and c.random is not None]
+    if not coefs or not isinstance(spec.cluster, str) or not spec.cluster:
+        return ()
+    return (RandomTerm(factor=tuple(spec.cluster.split(":")),
+                       terms=tuple(c.variables for c in coefs),
+                       names=tuple(c.random for c in coefs)),)  # type: ignore[misc]
 
 
 def _ref_tuple(reference: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
