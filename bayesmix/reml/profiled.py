@@ -40,6 +40,7 @@ using lme4. Journal of Statistical Software 67(1), sections 3.2–3.4.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -357,33 +358,38 @@ def _newton_polish(f, theta, crit, free, lower, hess):
     return theta, crit, grad
 
 
-def optimize_theta(
-    stats: ClusterStats,
-    method: Method = "REML",
+def minimize_criterion(
+    f: Callable[[np.ndarray], float],
+    lower: np.ndarray,
+    start: np.ndarray,
     *,
-    start: np.ndarray | None = None,
+    base: np.ndarray | None = None,
     boundary_tol: float = 1e-6,
     grad_tol: float = 2e-3,
 ) -> OptimResult:
-    """Minimise the profiled criterion over θ with bounded SciPy optimisers.
+    """Minimise a profiled criterion d(θ) subject to ``θ ≥ lower`` (any random-effects structure).
 
-    Strategy: L-BFGS-B (finite-difference gradient, bounds 0 on the diagonal of Λ) from lme4's
-    start Λ = I and from Λ = 0.3 I and 0.05 I; the best point is polished with bounded
-    Nelder–Mead and up to three Newton steps.  θ is that of the statistics' standardised scale
-    (:mod:`bayesmix.scaling`), so the gradient and Hessian below are on a well-scaled
-    parameterisation whatever the units of the data. The result is then checked as lme4's
-    ``checkConv`` does: the finite-difference gradient, scaled by the Hessian
-    (``H⁻¹ g``), must be below ``grad_tol`` on the free coordinates, the Hessian there must be
-    positive definite, and at an active bound the criterion must increase into the interior.
+    Strategy: L-BFGS-B (finite-difference gradient) from ``start`` and from ``0.3 base`` and
+    ``0.05 base``; the best point is polished with bounded Nelder–Mead, elements of θ with a
+    lower bound 0 that end below ``boundary_tol`` are snapped to 0 (kept if the criterion does
+    not rise), and up to six Newton steps (Richardson gradient, finite-difference Hessian) pin
+    the free coordinates down. The result is then checked as lme4's ``checkConv`` does: the
+    finite-difference gradient, scaled by the Hessian (``H⁻¹ g``), must be below ``grad_tol``
+    on the free coordinates, the Hessian there must be positive definite, and at an active
+    bound the criterion must increase into the interior.
 
     Parameters
     ----------
-    stats : ClusterStats
-    method : {"REML", "ML"}
-    start : ndarray, optional
-        Starting θ; lme4's default Λ = I otherwise.
+    f : callable
+        ``f(θ) -> float``, +∞ where the criterion cannot be evaluated.
+    lower : ndarray, shape (k,)
+        Lower bounds (0 or −∞).
+    start : ndarray, shape (k,)
+        First starting point.
+    base : ndarray, shape (k,), optional
+        Point scaled by 0.3 and 0.05 for the two further starts; ``start`` by default.
     boundary_tol : float
-        A diagonal element of θ below this is set to its bound 0 (and compared with the
+        A bounded element of θ below this is set to its bound 0 (and compared with the
         unrounded point, keeping the better).
     grad_tol : float
         Tolerance of the scaled gradient (lme4's default 0.002).
@@ -392,40 +398,39 @@ def optimize_theta(
     -------
     OptimResult
     """
-    q = stats.q
-    lower = theta_lower_bounds(q)
+    lower = np.asarray(lower, dtype=float)
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     count = [0]
 
-    def f(th: np.ndarray) -> float:
+    def fc(th: np.ndarray) -> float:
         count[0] += 1
-        return profiled_criterion(th, stats, method)
+        return f(th)
 
-    # On the standardised scale (bayesmix.scaling) the relative SDs of the random effects are
-    # of order 0.01-10, so three starts at different scales cover the basins that matter: a
-    # start far above the optimum can send L-BFGS-B's first step onto a boundary (HSB's
-    # cross-level model from Λ = I ends at a singular local minimum).
-    first = theta_start(q) if start is None else np.asarray(start, dtype=float)
-    starts = [first, theta_start(q) * 0.3, theta_start(q) * 0.05]
+    first = np.asarray(start, dtype=float)
+    base = first if base is None else np.asarray(base, dtype=float)
+    # Three starts at different scales cover the basins that matter: a start far above the
+    # optimum can send L-BFGS-B's first step onto a boundary (HSB's cross-level model from
+    # Λ = I ends at a singular local minimum).
+    starts = [first, base * 0.3, base * 0.05]
     messages: list[str] = []
     results = []
     for s in starts:
         res = optimize.minimize(
-            f, s, method="L-BFGS-B", bounds=bounds,
+            fc, s, method="L-BFGS-B", bounds=bounds,
             options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 2000, "maxls": 50},
         )
         results.append(res)
     best = min(results, key=lambda r: r.fun)
     polish = optimize.minimize(
-        f, best.x, method="Nelder-Mead", bounds=bounds,
+        fc, best.x, method="Nelder-Mead", bounds=bounds,
         options={"xatol": 1e-8, "fatol": 1e-11, "maxfev": 1000 + 500 * starts[0].size},
     )
     candidates = [best.x, polish.x]
-    theta = min(candidates, key=f)
+    theta = min(candidates, key=fc)
     snapped = np.where((lower == 0) & (theta < boundary_tol), 0.0, theta)
-    if f(snapped) <= f(theta) + 1e-9:
+    if fc(snapped) <= fc(theta) + 1e-9:
         theta = snapped
-    crit = f(theta)
+    crit = fc(theta)
     if not np.isfinite(crit):
         return OptimResult(
             theta=theta, criterion=crit, converged=False,
@@ -435,10 +440,10 @@ def optimize_theta(
             evaluations=count[0],
         )
     at_bound = (lower == 0) & (theta == 0.0)
-    grad, hess = _fd_gradient_hessian(f, theta, at_bound)
+    grad, hess = _fd_gradient_hessian(fc, theta, at_bound)
     free = ~at_bound
     if _NEWTON_POLISH and free.any():
-        theta, crit, polished = _newton_polish(f, theta, crit, free, lower, hess)
+        theta, crit, polished = _newton_polish(fc, theta, crit, free, lower, hess)
         grad = np.where(free, polished, grad)
     converged = True
     if free.any():
@@ -468,4 +473,44 @@ def optimize_theta(
     return OptimResult(
         theta=theta, criterion=crit, converged=converged, messages=tuple(messages),
         gradient=grad, at_bound=at_bound, evaluations=count[0],
+    )
+
+
+def optimize_theta(
+    stats: ClusterStats,
+    method: Method = "REML",
+    *,
+    start: np.ndarray | None = None,
+    boundary_tol: float = 1e-6,
+    grad_tol: float = 2e-3,
+) -> OptimResult:
+    """Minimise the profiled criterion of one grouping factor over θ (:func:`minimize_criterion`).
+
+    Starts from lme4's Λ = I (or ``start``) and from Λ = 0.3 I and 0.05 I. θ is that of the
+    statistics' standardised scale (:mod:`bayesmix.scaling`), where the relative SDs of the
+    random effects are of order 0.01-10, so the gradient and Hessian of the convergence check
+    are on a well-scaled parameterisation whatever the units of the data.
+
+    Parameters
+    ----------
+    stats : ClusterStats
+    method : {"REML", "ML"}
+    start : ndarray, optional
+        Starting θ; lme4's default Λ = I otherwise.
+    boundary_tol : float
+        A diagonal element of θ below this is set to its bound 0 (and compared with the
+        unrounded point, keeping the better).
+    grad_tol : float
+        Tolerance of the scaled gradient (lme4's default 0.002).
+
+    Returns
+    -------
+    OptimResult
+    """
+    q = stats.q
+    first = theta_start(q) if start is None else np.asarray(start, dtype=float)
+    return minimize_criterion(
+        lambda th: profiled_criterion(th, stats, method),
+        theta_lower_bounds(q), first, base=theta_start(q),
+        boundary_tol=boundary_tol, grad_tol=grad_tol,
     )
