@@ -14,7 +14,8 @@ import xarray as xr
 
 from bayesmix import notation as nt
 from bayesmix.design import validate
-from bayesmix.design.build import _Coder, model_columns
+from bayesmix.design.coding import Coder as _Coder
+from bayesmix.design.coding import model_columns
 from bayesmix.errors import DataError
 from bayesmix.fit_result import Fit
 

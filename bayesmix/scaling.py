@@ -131,7 +131,8 @@ class Scaling:
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_arrays(
-        cls, atoms: np.ndarray, y: np.ndarray, x_factors: Factors, z_factors: Factors
+        cls, atoms: np.ndarray, y: np.ndarray, x_factors: Factors, z_factors: Factors,
+        *, z_centred: bool = True,
     ) -> Scaling:
         """Centres and scales from data (any rows: all of them, or a first chunk).
 
@@ -142,12 +143,18 @@ class Scaling:
         y : ndarray, shape (n,)
         x_factors, z_factors : tuple of tuple of int
             Each column's atoms (from the design's terms, never guessed from values).
+        z_centred : bool
+            Whether Zq's atoms may be centred.  False (only scaled, so A_z is diagonal) where
+            the random effects are not one unstructured block: centring mixes a slope with
+            the intercept, and a diagonal T would not stay diagonal.
         """
         atoms = np.asarray(atoms, dtype=float)
         y = np.asarray(y, dtype=float)
         means = atoms.mean(axis=0) if atoms.shape[0] else np.zeros(atoms.shape[1])
         xc, xs = _moments(atoms, _centring(x_factors, means))
-        zc, zs = _moments(atoms, _centring(z_factors, means))
+        z_mask = (_centring(z_factors, means) if z_centred
+                  else np.zeros(atoms.shape[1], dtype=bool))
+        zc, zs = _moments(atoms, z_mask)
         y_centred = np.array([() in x_factors])
         yc, ys = _moments(y[:, None], y_centred)
         return cls(tuple(x_factors), tuple(z_factors), xc, xs, zc, zs, float(yc[0]),

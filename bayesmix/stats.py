@@ -246,7 +246,7 @@ def scan_levels(
     -------
     Levels
     """
-    from bayesmix.design.build import _levels
+    from bayesmix.design.coding import _levels
     from bayesmix.design.validate import is_categorical
 
     variables = [v for v in spec.variables if v not in (spec.outcome, spec.cluster)]
@@ -276,7 +276,8 @@ def _chunk_arrays(
     spec: Spec, chunk: pd.DataFrame, levels: Levels, cluster_pos: pd.Index
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple, tuple]:
     """Atoms, y, cluster codes and the columns' atoms of one chunk, coded as build_design."""
-    from bayesmix.design.build import _Coder, model_columns
+    from bayesmix.design.coding import Coder as _Coder
+    from bayesmix.design.coding import model_columns
 
     # The design's own coder, with the levels fixed: a level not in `levels` is an error.
     cols = model_columns(spec, _Coder(spec, chunk, levels=dict(levels.categorical)))

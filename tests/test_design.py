@@ -170,7 +170,7 @@ def test_missing_values_refused_then_dropped_with_count(dung_spec, dung_data):
 
 
 def test_fewer_than_two_clusters(dung_spec, dung_data):
-    with pytest.raises(DataError, match="has 1 cluster; a two-level model needs at least two"):
+    with pytest.raises(DataError, match="has 1 unit; a random effect needs at least two"):
         build_design(dung_spec, dung_data[dung_data.oven_block == 2])
 
 

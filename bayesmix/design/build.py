@@ -10,6 +10,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from bayesmix.design import validate
+from bayesmix.design.coding import Coder, model_columns
+from bayesmix.design.terms import (
+    FactorEffects,
+    Grouping,
+    RandomBlock,
+    make_grouping,
+    with_parents,
+)
 from bayesmix.errors import DataError
 from bayesmix.notation import (
     DIM_CLUSTER,
@@ -17,23 +25,9 @@ from bayesmix.notation import (
     DIM_LEVEL1,
     DIM_RANDOM,
     DIM_RANDOM2,
-    INTERCEPT,
-    fixed_label,
-    level1_label,
-    random_label,
 )
 from bayesmix.scaling import Scaling
 from bayesmix.spec.model import Spec
-
-
-@dataclass(frozen=True)
-class _Column:
-    """One coded column of a product of variables (categorical levels expanded)."""
-
-    name: str  # "X", "Sector[Catholic]", "X:Sector[Catholic]", "(Intercept)"
-    levels: tuple[str, ...]  # categorical levels in the product, for γ labels
-    values: np.ndarray  # (n,)
-    factors: tuple[str, ...] = ()  # the coded variable columns multiplied ("X", "Sector[...]")
 
 
 @dataclass(frozen=True)
@@ -121,6 +115,8 @@ class Design:
     row_labels: pd.Index = field(repr=False)
     data: pd.DataFrame = field(repr=False)
     levels: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    groupings: tuple[Grouping, ...] = field(default=(), repr=False)
+    effects: tuple[FactorEffects, ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
         from bayesmix.reprs import design_text
@@ -131,6 +127,29 @@ class Design:
         from bayesmix.reprs import design_html
 
         return design_html(self)
+
+    @property
+    def single_factor(self) -> bool:
+        """Whether every random effect varies over one grouping factor (``spec.cluster``)."""
+        return len(self.effects) <= 1
+
+    def require_single_factor(self, what: str) -> None:
+        """Raise a DataError naming the factors when ``what`` needs one grouping factor."""
+        if not self.single_factor:
+            raise DataError(
+                f"{what} needs one grouping factor; this model has "
+                f"{len(self.effects)} ({', '.join(fe.name for fe in self.effects)}). "
+                "Use a form that handles several (likelihood='rows' for sampling, "
+                "bm.fit_reml for REML)"
+            )
+
+    def factor(self, name: str) -> FactorEffects:
+        """The random effects over one grouping factor, by name."""
+        for fe in self.effects:
+            if fe.name == name:
+                return fe
+        raise KeyError(f"no grouping factor {name!r}; the design has "
+                       f"{', '.join(fe.name for fe in self.effects)}")
 
     @property
     def n(self) -> int:
@@ -225,227 +244,6 @@ class Design:
         return coef
 
 
-def _levels(series: pd.Series, reference: str | None, var: str) -> list[str]:
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        levels = [str(c) for c in series.cat.categories if (series == c).any()]
-    else:
-        uniq = pd.unique(series)
-        try:
-            uniq = sorted(uniq)
-        except TypeError:
-            uniq = sorted(uniq, key=str)
-        levels = [str(v) for v in uniq]
-    if len(levels) < 2:
-        raise DataError(
-            f"the categorical predictor {var!r} takes only one value ({levels[0]!r}) in the rows "
-            "used; it cannot be estimated. Drop it from the model."
-        )
-    if reference is not None:
-        if reference not in levels:
-            raise DataError(
-                f"the reference level {reference!r} of {var!r} is not among its levels "
-                f"({', '.join(repr(x) for x in levels)})"
-            )
-        levels.remove(reference)
-        levels.insert(0, reference)
-    return levels
-
-
-class _Coder:
-    """Codes variables and products of variables into numeric columns."""
-
-    def __init__(
-        self,
-        spec: Spec,
-        data: pd.DataFrame,
-        levels: dict[str, tuple[str, ...]] | None = None,
-    ) -> None:
-        self.spec = spec
-        self.data = data
-        self.cache: dict[str, list[_Column]] = {}
-        # None: find the levels in the data; a dict (even empty): the fitted model's coding.
-        self.fixed_levels = levels
-        self.levels: dict[str, tuple[str, ...]] = {}
-
-    def variable(self, var: str) -> list[_Column]:
-        if var in self.cache:
-            return self.cache[var]
-        series = self.data[var]
-        ref = self.spec.reference_levels.get(var)
-        if self.fixed_levels is None:
-            validate.check_predictor(self.spec, var, series)
-            categorical = validate.is_categorical(self.spec, series)
-        else:
-            categorical = var in self.fixed_levels
-        if categorical:
-            as_text = series.astype(str)
-            if self.fixed_levels is not None:
-                levels = list(self.fixed_levels[var])
-                unseen = sorted(set(as_text) - set(levels))
-                if unseen:
-                    raise DataError(
-                        f"{var!r} takes values outside its known levels (the fitted "
-                        f"model's, or those given): "
-                        f"{validate._show(unseen)}; its levels are {validate._show(levels)}"
-                    )
-            else:
-                levels = _levels(series, ref, var)
-            self.levels[var] = tuple(levels)
-            cols = [
-                _Column(f"{var}[{lev}]", (lev,), (as_text == lev).to_numpy(dtype=float),
-                        (f"{var}[{lev}]",))
-                for lev in levels[1:]
-            ]
-        else:
-            if ref is not None:
-                raise DataError(
-                    f"a reference level is given for {var!r}, but it is numeric; list it under "
-                    "`categorical` to code it as categorical"
-                )
-            cols = [_Column(var, (), validate.numeric_column(var, series, self.data.index),
-                            (var,))]
-        self.cache[var] = cols
-        return cols
-
-    def product(self, variables: tuple[str, ...]) -> list[_Column]:
-        cols = [_Column(INTERCEPT, (), np.ones(len(self.data)))]
-        for var in variables:
-            new = []
-            for a in cols:
-                for b in self.variable(var):
-                    name = b.name if a.name == INTERCEPT else f"{a.name}:{b.name}"
-                    new.append(_Column(name, a.levels + b.levels, a.values * b.values,
-                                       a.factors + b.factors))
-            cols = new
-        return cols
-
-
-@dataclass(frozen=True)
-class ModelColumns:
-    """The coded columns of a spec on some rows: X, the level-1 and the random columns.
-
-    ``g_entries`` holds, per γ column k, ``(m, k, w)``: level-1 column m it belongs to and its
-    level-2 factor w row by row (n,).  ``fixed_factors[k]`` names the coded variable columns
-    (the *atoms*: ``"X"``, ``"Sector[Catholic]"``) whose product is column k of X, ``()`` for
-    the intercept; ``atoms`` holds their values (n,), e.g. to centre variables before products
-    (:mod:`bayesmix.scaling`).
-    """
-
-    X: np.ndarray
-    fixed_names: tuple[str, ...]
-    gamma_names: tuple[str, ...]
-    fixed_terms: tuple[str, ...]
-    level1: list[_Column]
-    level1_names: tuple[str, ...]
-    random: list[_Column]
-    random_names: tuple[str, ...]
-    random_terms: tuple[str, ...]
-    random_of_level1: list[int]
-    g_entries: list[tuple[int, int, np.ndarray]]
-    fixed_factors: tuple[tuple[str, ...], ...] = ()
-    atoms: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def random_factors(self) -> tuple[tuple[str, ...], ...]:
-        """The atoms multiplied in each random term's level-1 column."""
-        return tuple(c.factors for c in self.random)
-
-    def atom_matrix(
-        self,
-    ) -> tuple[tuple[str, ...], np.ndarray, tuple[tuple[int, ...], ...],
-               tuple[tuple[int, ...], ...]]:
-        """The atoms X and Zq use: names, values (n, a), and each column's atom indices."""
-        used = dict.fromkeys(a for f in (*self.fixed_factors, *self.random_factors) for a in f)
-        names = tuple(used)
-        pos = {a: i for i, a in enumerate(names)}
-        n = self.X.shape[0]
-        values = np.column_stack([self.atoms[a] for a in names]) if names else np.zeros((n, 0))
-        return (
-            names,
-            values,
-            tuple(tuple(pos[a] for a in f) for f in self.fixed_factors),
-            tuple(tuple(pos[a] for a in f) for f in self.random_factors),
-        )
-
-    @property
-    def Zq(self) -> np.ndarray:
-        """The random terms' level-1 columns, shape (n, q)."""
-        return np.column_stack([c.values for c in self.random])
-
-
-def model_columns(spec: Spec, coder: _Coder) -> ModelColumns:
-    """Code every column of X and of the level-1 / random designs (X in spec.fixed_terms order)."""
-    level1_cols: list[_Column] = []
-    level1_names: list[str] = []
-    l1_index: dict[tuple[str, str], int] = {}
-    random_of_level1: list[int] = []
-    random_cols: list[_Column] = []
-    random_names: list[str] = []
-    random_terms: list[str] = []
-    for coef in spec.coefficients:
-        cols = coder.product(coef.variables)
-        for col in cols:
-            l1_index[(coef.name, col.name)] = len(level1_cols)
-            level1_cols.append(col)
-            level1_names.append(level1_label(coef.name + _suffix(col.levels, len(cols) > 1),
-                                             col.name))
-            if coef.random is not None:
-                random_of_level1.append(len(random_cols))
-                random_cols.append(col)
-                random_names.append(
-                    random_label(coef.random + _suffix(col.levels, len(cols) > 1), col.name)
-                )
-                random_terms.append(col.name)
-            else:
-                random_of_level1.append(-1)
-    x_cols: list[np.ndarray] = []
-    fixed_names: list[str] = []
-    gamma_names: list[str] = []
-    fixed_terms: list[str] = []
-    fixed_factors: list[tuple[str, ...]] = []
-    g_entries: list[tuple[int, int, np.ndarray]] = []
-    for term in spec.fixed_terms:
-        coef, gamma = term.coefficient, term.gamma
-        l1 = coder.product(coef.variables)
-        l2 = coder.product(gamma.variables)
-        many = len(l1) * len(l2) > 1
-        for a in l1:
-            for b in l2:
-                name = a.name if b.name == INTERCEPT else (
-                    b.name if a.name == INTERCEPT else f"{a.name}:{b.name}"
-                )
-                k = len(x_cols)
-                x_cols.append(a.values * b.values)
-                gname = gamma.name + _suffix(a.levels + b.levels, many)
-                gamma_names.append(gname)
-                fixed_terms.append(name)
-                fixed_factors.append(a.factors + b.factors)
-                fixed_names.append(fixed_label(gname, name))
-                g_entries.append((l1_index[(coef.name, a.name)], k, b.values))
-    n = len(coder.data)
-    X = np.column_stack(x_cols) if x_cols else np.zeros((n, 0))
-    atoms = {c.name: c.values for cols in coder.cache.values() for c in cols}
-    return ModelColumns(
-        X=X,
-        fixed_names=tuple(fixed_names),
-        gamma_names=tuple(gamma_names),
-        fixed_terms=tuple(fixed_terms),
-        level1=level1_cols,
-        level1_names=tuple(level1_names),
-        random=random_cols,
-        random_names=tuple(random_names),
-        random_terms=tuple(random_terms),
-        random_of_level1=random_of_level1,
-        g_entries=g_entries,
-        fixed_factors=tuple(fixed_factors),
-        atoms=atoms,
-    )
-
-
-def _suffix(levels: tuple[str, ...], many: bool) -> str:
-    return f"[{','.join(levels)}]" if many and levels else ""
-
-
 def build_design(
     spec: Spec, data: pd.DataFrame, *, missing: Literal["error", "drop"] = "error"
 ) -> Design:
@@ -476,21 +274,18 @@ def build_design(
     data = validate.handle_missing(spec, data, missing)
     y = validate.check_outcome(spec, data)
     n = len(y)
-    codes, uniques = pd.factorize(data[spec.cluster], sort=True)
-    clusters = [str(v) for v in uniques]
-    if len(set(clusters)) != len(clusters):
-        raise DataError(
-            f"cluster labels of {spec.cluster!r} are not distinct as text "
-            f"(e.g. 1 and '1'); make the column one type"
-        )
-    J = len(clusters)
-    if J < 2:
-        raise DataError(
-            f"the cluster column {spec.cluster!r} has {J} cluster"
-            f"{'' if J == 1 else 's'}; a two-level model needs at least two"
-        )
+    groupings = with_parents([make_grouping(_columns_of(spec, g), data)
+                              for g in spec.groupings])
+    for g in groupings:
+        if g.J < 2:
+            raise DataError(
+                f"the grouping factor {g.name!r} has {g.J} unit{'' if g.J == 1 else 's'}; a "
+                "random effect needs at least two"
+            )
+    primary = next(g for g in groupings if g.name == spec.cluster)
+    codes, clusters, J = primary.index, list(primary.levels), primary.J
     validate.check_level2(spec, data, codes, clusters)
-    coder = _Coder(spec, data)
+    coder = Coder(spec, data)
     first_row = np.full(J, -1)
     first_row[codes[::-1]] = np.arange(n)[::-1]
     cols_ = model_columns(spec, coder)
@@ -498,7 +293,11 @@ def build_design(
     # Rank on the columns built from centred and scaled variables (bayesmix.scaling): a
     # shifted variable cannot fake a collinearity, and a near-duplicate column cannot hide.
     atom_names, atoms, fixed_factors, random_factors = cols_.atom_matrix()
-    scaling = Scaling.from_arrays(atoms, y, fixed_factors, random_factors)
+    single = spec.single_factor
+    # Centring a random slope mixes it with the intercept (T̃ = A_z T A_zᵀ): only where one
+    # unstructured block holds both; a diagonal T must stay diagonal.
+    z_centred = single and len(spec.random) == 1 and spec.random[0].correlated
+    scaling = Scaling.from_arrays(atoms, y, fixed_factors, random_factors, z_centred=z_centred)
     X_std, _, y_std = scaling.standardize(atoms, y)
     validate.check_rank(X_std, cols_.fixed_names)
     validate.check_not_exact(X_std, y_std, cols_.fixed_names, spec.outcome)
@@ -520,18 +319,29 @@ def build_design(
         G[:, mi, k] = w
     L1 = np.column_stack([c.values for c in level1_cols])
     Zq = np.column_stack([c.values for c in random_cols])
-    validate.check_random_slopes(spec, Zq, random_names, random_terms, codes)
-    q = Zq.shape[1]
-    if n <= J * q:
-        raise DataError(
-            f"the number of observations ({n}) is not larger than the number of random effects "
-            f"({J} {spec.cluster} x {q} terms = {J * q}); the random effects and the residual "
-            "variance cannot both be estimated. Use fewer random terms."
-        )
-    rows = np.repeat(np.arange(n), q)
-    cols = (codes[:, None] * q + np.arange(q)[None, :]).ravel()
-    Z = sp.csr_array((Zq.ravel(), (rows, cols)), shape=(n, J * q))
-    z_columns = {name: np.arange(J) * q + r for r, name in enumerate(random_names)}
+    effects = _factor_effects(cols_, groupings, atom_names)
+    for fe in effects:
+        validate.check_random_slopes(spec, fe.Zq, fe.labels, _terms(fe), fe.grouping.index,
+                                     factor=fe.name)
+        if n <= fe.J * fe.q:
+            raise DataError(
+                f"the number of observations ({n}) is not larger than the number of random "
+                f"effects over {fe.name} ({fe.J} units x {fe.q} terms = {fe.J * fe.q}); the "
+                "random effects and the residual variance cannot both be estimated. Use fewer "
+                "random terms."
+            )
+    if single:
+        q = Zq.shape[1]
+        Z = effects[0].Z
+        z_columns = {name: np.arange(J) * q + r for r, name in enumerate(random_names)}
+    else:
+        parts = [fe.Z for fe in effects]
+        Z = sp.hstack(parts, format="csr") if parts else sp.csr_array((n, 0))
+        z_columns, offset = {}, 0
+        for fe in effects:
+            for r, label in enumerate(fe.labels):
+                z_columns[label] = offset + np.arange(fe.J) * fe.q + r
+            offset += fe.J * fe.q
 
     level2 = pd.DataFrame(index=pd.Index(clusters, name=spec.cluster))
     level2["n"] = np.bincount(codes, minlength=J)
@@ -565,4 +375,36 @@ def build_design(
         row_labels=data.index,
         data=data[list(spec.variables)].copy(),
         levels=dict(coder.levels),
+        groupings=groupings,
+        effects=effects,
     )
+
+
+def _columns_of(spec: Spec, grouping: str) -> tuple[str, ...]:
+    return next(t.factor for t in spec.random if t.grouping == grouping)
+
+
+def _terms(fe: FactorEffects) -> tuple[str, ...]:
+    out = [""] * fe.q
+    for block in fe.blocks:
+        for c, term in zip(block.columns, block.terms, strict=True):
+            out[c] = term
+    return tuple(out)
+
+
+def _factor_effects(cols_, groupings, atom_names) -> tuple[FactorEffects, ...]:
+    """Typed random-effect terms per grouping factor, in the order the spec names them."""
+    by_name = {g.name: g for g in groupings}
+    pos = {a: i for i, a in enumerate(atom_names)}
+    out = []
+    for fc in cols_.factors:
+        blocks = tuple(
+            RandomBlock(fc.grouping, names, terms, columns, structure)
+            for names, terms, columns, structure in fc.blocks
+        )
+        n = cols_.X.shape[0]
+        Zq = (np.column_stack([c.values for c in fc.columns]) if fc.columns
+              else np.zeros((n, 0)))
+        factors = tuple(tuple(pos[a] for a in c.factors) for c in fc.columns)
+        out.append(FactorEffects(by_name[fc.grouping], blocks, Zq, factors))
+    return tuple(out)

@@ -236,7 +236,7 @@ def check_level2(spec: Spec, data: pd.DataFrame, codes: np.ndarray, labels: list
 
 def check_random_slopes(
     spec: Spec, Zq: np.ndarray, names: tuple[str, ...], terms: tuple[str, ...],
-    codes: np.ndarray,
+    codes: np.ndarray, *, factor: str | None = None,
 ) -> None:
     """A random slope's column must vary inside some cluster.
 
@@ -257,10 +257,11 @@ def check_random_slopes(
         has_intercept = INTERCEPT in terms
         why = ("so its random slope is confounded with the random intercept"
                if has_intercept else "so its random slope only rescales a random intercept")
+        g = spec.cluster if factor is None else factor
         raise DataError(
             f"the random slope {names[r]} is on {term!r}, which is constant within every "
-            f"{spec.cluster} ({why}). Make the slope fixed (drop {term} from "
-            f"`( ... | {spec.cluster})`, or drop its U in the level-2 equation), or use "
+            f"{g} ({why}). Make the slope fixed (drop {term} from "
+            f"`( ... | {g})`, or drop its U in the level-2 equation), or use "
             f"{term} as a level-2 predictor of the intercept (`b0 = g00 + g01*{term} + U0`)."
         )
 

@@ -16,6 +16,7 @@ multiplies.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,7 +73,7 @@ def constant_within(data: pd.DataFrame, factor: tuple[str, ...], variables: list
 def _nested_chain(bars: tuple[Bar, ...]) -> list[tuple[str, ...]] | None:
     """The distinct factors innermost first, if each one's columns extend the next's."""
     factors = sorted({b.factor for b in bars}, key=len, reverse=True)
-    for inner, outer in zip(factors, factors[1:], strict=False):
+    for inner, outer in itertools.pairwise(factors):
         if inner[: len(outer)] != outer:
             return None
     return factors
