@@ -49,6 +49,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayesmix import notation as nt
+from bayesmix.build_factors import block_cholesky
 from bayesmix.design import Design
 from bayesmix.errors import SpecError
 from bayesmix.priors import Prior, Priors, ResolvedPriors, resolve_priors
@@ -115,21 +116,40 @@ def _rv(prior: Prior, name: str, **kwargs: Any):
     return dist(name, **params, **kwargs)
 
 
-def _dist(prior: Prior, shape: int):
-    dist = getattr(pm, prior.dist)
-    params = {k: (np.asarray(v) if isinstance(v, tuple) else v) for k, v in prior.params}
-    return dist.dist(**params, shape=shape)
-
-
-def choose_likelihood(likelihood: str) -> str:
-    """Resolve ``"auto"``: collapsed for the Gaussian models bayesmix fits."""
+def choose_likelihood(likelihood: str, design: Design | None = None) -> str:
+    """Resolve ``"auto"``: collapsed with one grouping factor, rows with several."""
+    several = design is not None and not design.single_factor
     if likelihood == "auto":
-        return "collapsed"
+        return "rows" if several else "collapsed"
     if likelihood not in LIKELIHOOD_FORMS:
         raise SpecError(
             f"unknown likelihood {likelihood!r}; choose one of auto, {', '.join(LIKELIHOOD_FORMS)}"
         )
+    if several and likelihood != "rows":
+        raise SpecError(
+            f"the {likelihood} likelihood needs one grouping factor; this model has "
+            f"{len(design.effects)} ({', '.join(fe.name for fe in design.effects)}), "
+            "so use likelihood='rows' (or 'auto')"
+        )
     return likelihood
+
+
+def _build_factors(design: Design, rp: ResolvedPriors, form: str) -> BuiltModel:
+    """Several grouping factors: the row-wise joint form of :mod:`bayesmix.build_factors`."""
+    from bayesmix.build_factors import factor_coords, factors_rows
+
+    sc = rp.scaling
+    coords = {nt.DIM_FIXED: list(design.fixed_names), nt.DIM_ROW: list(range(design.n)),
+              **factor_coords(design)}
+    X_std = sc.standardize(design.atoms, design.y)[0]
+    with pm.Model(coords=coords) as model:
+        beta_std = _fixed_effects(rp, design.p)
+        sigma_std = _rv(rp.std_sigma(), nt.SIGMA_STD)
+        pm.Deterministic(nt.SIGMA, sc.y_scale * sigma_std)
+        loglik, graph, initvals = factors_rows(design, rp, beta_std, sigma_std, X_std)
+        graph.update({nt.BETA_STD: beta_std, nt.SIGMA_STD: sigma_std, "loglik": loglik,
+                      "initvals": initvals})
+    return BuiltModel(model, design, rp, form, None, graph)
 
 
 def build_model(
@@ -163,19 +183,21 @@ def build_model(
     -------
     BuiltModel
     """
-    form = choose_likelihood(likelihood)
+    form = choose_likelihood(likelihood, design)
     rp = priors if isinstance(priors, ResolvedPriors) else resolve_priors(design, priors)
     sc = rp.scaling
+    if not design.single_factor:
+        return _build_factors(design, rp, form)
     coords = dict(design.coords)
     if form == "rows":
         coords[nt.DIM_ROW] = list(range(design.n))
     with pm.Model(coords=coords) as model:
         beta_std = _fixed_effects(rp, design.p)
-        chol_std = _covariance(rp, design.q)
+        chol_std, initvals = _covariance(rp, design)
         sigma_std = _rv(rp.std_sigma(), nt.SIGMA_STD)
         pm.Deterministic(nt.SIGMA, sc.y_scale * sigma_std)
         graph: dict[str, Any] = {nt.BETA_STD: beta_std, nt.SIGMA_STD: sigma_std,
-                                 nt.CHOL_STD: chol_std}
+                                 nt.CHOL_STD: chol_std, "initvals": initvals}
         if form == "rows":
             stats = None
             graph.update(_rows(design, sc, beta_std, chol_std, sigma_std, shared_data))
@@ -228,31 +250,16 @@ def _fixed_effects(rp: ResolvedPriors, p: int):
     return beta_std
 
 
-COV_RV = "chol_cov_u"
-
-
-def _covariance(rp: ResolvedPriors, q: int):
-    """T̃ = L̃ L̃ᵀ (``LKJCholeskyCov`` for q ≥ 2; for one random term T̃ = sd², no correlation).
+def _covariance(rp: ResolvedPriors, design: Design):
+    """T̃ = L̃ L̃ᵀ, block-diagonal over the factor's blocks (:func:`block_cholesky`).
 
     Stores ``chol_u_std`` (q, q) and, on the original scale, ``sd_u`` (q,), ``corr_u`` (q, q)
-    and ``chol_u`` (q, q) in the trace; returns L̃.
+    and ``chol_u`` (q, q) in the trace; returns L̃ and the free variables' start values.
     """
     sc = rp.scaling
+    q = design.q
     dims2 = (nt.DIM_RANDOM, nt.DIM_RANDOM2)
-    sd_prior = rp.std_sd_u()
-    if q == 1:
-        # LKJCholeskyCov does not accept n=1 (PyMC 6.4); the SD is then the whole of T.
-        sd = _rv(sd_prior, COV_RV, shape=1)
-        chol = sd.reshape((1, 1))
-    else:
-        chol, _, _ = pm.LKJCholeskyCov(
-            COV_RV,
-            n=q,
-            eta=rp.eta,
-            sd_dist=_dist(sd_prior, q),
-            compute_corr=True,
-            store_in_trace=False,
-        )
+    chol, initvals = block_cholesky(design.effects[0].blocks, q, rp.std_sd_u(), rp.eta)
     pm.Deterministic(nt.CHOL_STD, chol, dims=dims2)
     # T = F Fᵀ with F = s_y A_z⁻¹ L̃.
     factor = sc.y_scale * pt.dot(sc.A_z_inv, chol)
@@ -261,7 +268,7 @@ def _covariance(rp: ResolvedPriors, q: int):
     pm.Deterministic(nt.SD_U, sd, dims=nt.DIM_RANDOM)
     pm.Deterministic(nt.CORR_U, cov / pt.outer(sd, sd), dims=dims2)
     pm.Deterministic(nt.CHOL_U, _unrolled_cholesky(cov, q), dims=dims2)
-    return chol
+    return chol, initvals
 
 
 def _unrolled_cholesky(cov, q: int):

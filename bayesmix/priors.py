@@ -166,6 +166,15 @@ class Prior:
             out[key] = tuple(v.tolist()) if v.ndim else float(v)
         return Prior(self.dist, **out)
 
+    def take(self, index: np.ndarray | list[int]) -> Prior:
+        """The prior of some elements of a vector-valued prior (scalars are kept)."""
+        idx = np.asarray(index, dtype=int)
+        out = {}
+        for key, value in self.params:
+            arr = np.asarray(value, dtype=float)
+            out[key] = tuple(arr[idx].tolist()) if arr.ndim else float(arr)
+        return Prior(self.dist, **out)
+
     def broadcast(self, size: int) -> Prior:
         """The same prior with every parameter as a vector of ``size``."""
         out = {}
@@ -190,8 +199,10 @@ class Priors:
         Prior of α, the intercept at the means of the predictors (module docstring); must be
         Normal.  Give this or a ``beta`` prior for γ_00, not both.
     sd_u : Prior, mapping of str to Prior, or None
-        Prior of the SDs of U: one Prior for all (vector parameters allowed), or per U name
-        (``"U0"``); all entries must share one distribution family.
+        Prior of the SDs of the random effects: one Prior for all (vector parameters
+        allowed), or per effect name (``"U0"``, ``"u10"``) or per grouping factor
+        (``"schoolid"``: every effect over it); all entries must share one distribution
+        family.
     sigma : Prior or None
         Prior of the residual SD σ.
     eta : float
@@ -375,7 +386,8 @@ class ResolvedPriors:
         sd = self.sd_u.kwargs
         for i, name in enumerate(self.random_names):
             one = {k: (v[i] if isinstance(v, tuple) else v) for k, v in sd.items()}
-            moved = not np.array_equal(cz[i], np.eye(cz.shape[0])[i])
+            moved = (len(self.random_names) == cz.shape[0]
+                     and not np.array_equal(cz[i], np.eye(cz.shape[0])[i]))
             where = " at the slope variables' means" if moved else ""
             rows.append((f"sd of {name}{where}", str(Prior(self.sd_u.dist, **one))))
         if len(self.random_names) > 1:
@@ -415,23 +427,63 @@ class ResolvedPriors:
         )
 
 
+def random_labels(design: Design) -> tuple[str, ...]:
+    """Labels of every random effect, factor by factor (``design.random_names`` for one)."""
+    if design.single_factor:
+        return design.random_names
+    return tuple(label for fe in design.effects for label in fe.labels)
+
+
+def random_column_scale(design: Design) -> np.ndarray:
+    """Scale of each random effect's level-1 column (the SD priors' divisor), all factors.
+
+    One factor: ``design.scaling.z_column_scale``.  Several: each column's root mean square
+    (no centring across a factor's effects: :mod:`bayesmix.build_factors`).
+    """
+    if design.single_factor:
+        return design.scaling.z_column_scale
+    return np.concatenate([factor_column_scale(fe.Zq) for fe in design.effects])
+
+
+def factor_column_scale(Zq: np.ndarray) -> np.ndarray:
+    """Root mean square of each column, 1 where a column is 0: shape (q,)."""
+    rms = np.sqrt(np.mean(np.asarray(Zq, dtype=float) ** 2, axis=0)) if len(Zq) else None
+    if rms is None:
+        return np.ones(Zq.shape[1])
+    return np.where(rms > 0, rms, 1.0)
+
+
 def _sd_u_prior(design: Design, priors: Priors, default: Prior) -> Prior:
-    """The vector prior (length q) of the SDs of U: the default, one prior, or one per U."""
-    q = len(design.random_names)
+    """The vector prior of every SD of the random effects: the default, one prior, or per U.
+
+    Keys of a mapping: an effect's name (``"U0"``), its label (``"U0 (Intercept)"``) or a
+    grouping factor (``"schoolid"``, for all its effects).
+    """
+    labels = random_labels(design)
+    q = len(labels)
     if priors.sd_u is None:
         return default
     if isinstance(priors.sd_u, Prior):
         return priors.sd_u.broadcast(q)
-    by_u = {name.split(" ")[0]: k for k, name in enumerate(design.random_names)}
-    by_u.update({name: k for k, name in enumerate(design.random_names)})
-    missing = [name for name in design.random_names
-               if name not in priors.sd_u and name.split(" ")[0] not in priors.sd_u]
-    unknown = [key for key in priors.sd_u if key not in by_u]
+    factor_of = ([design.spec.cluster] * q if design.single_factor
+                 else [fe.name for fe in design.effects for _ in fe.labels])
+    keys = set(labels) | {name.split(" ")[0] for name in labels} | set(factor_of)
+
+    def lookup(k: int) -> Prior | None:
+        name = labels[k]
+        for key in (name, name.split(" ")[0], factor_of[k]):
+            if key in priors.sd_u:  # type: ignore[operator]
+                return priors.sd_u[key]  # type: ignore[index]
+        return None
+
+    unknown = [key for key in priors.sd_u if key not in keys]
     if unknown:
         raise SpecError(
-            f"an SD prior is given for {unknown[0]!r}, which is not a random effect of this "
-            f"model; they are {', '.join(design.random_names)}"
+            f"an SD prior is given for {unknown[0]!r}, which is not a random effect or a "
+            f"grouping factor of this model; they are {', '.join(labels)} "
+            f"(factors {', '.join(dict.fromkeys(factor_of))})"
         )
+    missing = [labels[k] for k in range(q) if lookup(k) is None]
     if missing:
         raise SpecError(
             "SD priors given per U must cover every random effect; missing "
@@ -439,9 +491,9 @@ def _sd_u_prior(design: Design, priors: Priors, default: Prior) -> Prior:
         )
     dist = next(iter(priors.sd_u.values())).dist
     params: dict[str, list[float]] = {}
-    for name in design.random_names:
-        prior = priors.sd_u.get(name) or priors.sd_u[name.split(" ")[0]]
-        for key, value in prior.params:
+    for k in range(q):
+        prior = lookup(k)
+        for key, value in prior.params:  # type: ignore[union-attr]
             params.setdefault(key, []).append(float(np.asarray(value).ravel()[0]))
     return Prior(dist, **{k: tuple(v) for k, v in params.items()})
 
@@ -499,7 +551,7 @@ def resolve_priors(design: Design, priors: Priors | None = None) -> ResolvedPrio
         mu[k0] = priors.intercept.kwargs["mu"]
         sigma[k0] = priors.intercept.kwargs["sigma"]
     default_sd = Prior("HalfStudentT", nu=3.0,
-                       sigma=tuple((s_y / sc.z_column_scale).tolist()))
+                       sigma=tuple((s_y / random_column_scale(design)).tolist()))
     return ResolvedPriors(
         beta_mu=mu,
         beta_sigma=sigma,
@@ -507,7 +559,7 @@ def resolve_priors(design: Design, priors: Priors | None = None) -> ResolvedPrio
         sigma=priors.sigma or Prior("HalfStudentT", nu=3.0, sigma=s_y),
         eta=priors.eta,
         fixed_names=design.fixed_names,
-        random_names=design.random_names,
+        random_names=random_labels(design),
         scaling=sc,
         beta_at_means=tuple(at_means),
     )

@@ -13,10 +13,10 @@ import pymc as pm
 import xarray as xr
 
 from bayesmix import notation as nt
-from bayesmix.build import COV_RV, BuiltModel, draw_u_conditional
+from bayesmix.build import BuiltModel, draw_u_conditional
+from bayesmix.build_factors import COV_RV, SD_RV
 from bayesmix.errors import SpecError
 from bayesmix.fit_result import Fit
-from bayesmix.priors import Prior
 from bayesmix.settings import SamplerSettings
 
 
@@ -34,34 +34,13 @@ def _progressbar(settings: SamplerSettings) -> bool:
     return sys.stderr.isatty() or _in_notebook()
 
 
-def _scale(prior: Prior) -> np.ndarray:
-    """A typical value of a positive prior, to start the sampler from."""
-    kw = {k: np.asarray(v, dtype=float) for k, v in prior.params}
-    if "sigma" in kw and prior.dist != "LogNormal":
-        return kw["sigma"]
-    if prior.dist == "HalfCauchy":
-        return kw["beta"]
-    if prior.dist == "Exponential":
-        return 1.0 / kw["lam"]
-    if prior.dist == "Gamma":
-        return kw["alpha"] / kw["beta"]
-    return np.exp(kw["mu"])
-
-
 def _initvals(built: BuiltModel) -> dict[str, np.ndarray]:
-    """Start T̃ at diag(prior scale of the standardised SDs) with no correlation.
+    """Start every T̃ at diag(prior scale of the standardised SDs), no correlation.
 
     Besides being a sensible start, it sidesteps nutpie 0.16's failure to draw a jittered
     start for ``LKJCholeskyCov`` when ``sd_dist`` is HalfStudentT.
     """
-    q = built.design.q
-    sd0 = np.broadcast_to(_scale(built.priors.std_sd_u()), (q,))
-    if q == 1:
-        return {COV_RV: np.array(sd0, dtype=float)}
-    packed = np.zeros(q * (q + 1) // 2)
-    for i in range(q):
-        packed[i * (i + 1) // 2 + i] = sd0[i]
-    return {COV_RV: packed}
+    return dict(built.graph["initvals"])
 
 
 ROWS_NUMBA_THRESHOLD = 20_000
@@ -327,6 +306,8 @@ def _assemble(
 ) -> Fit:
     post = idata["posterior"].to_dataset()
     design = built.design
+    if not design.single_factor:
+        return _fit(built, settings, idata, _factors_posterior(post, design), timings)
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     beta = post[nt.BETA].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()
     start = time.perf_counter()
@@ -370,9 +351,30 @@ def _assemble(
     keep = [nt.BETA, nt.SD_U, nt.CORR_U, nt.CHOL_U, nt.SIGMA, nt.U, nt.COEF]
     # The standardised parameters (and the packed LKJ factor) are the sampler's coordinates,
     # not results: the posterior holds the original scale only.
-    internal = {nt.U_OFFSET, nt.BETA_STD, nt.SIGMA_STD, nt.CHOL_STD, nt.U_STD, COV_RV}
-    extra = [v for v in post.data_vars if v not in keep and v not in internal]
+    extra = [v for v in post.data_vars if v not in keep and not _internal(str(v))]
     post = post[keep + extra + ([nt.U_OFFSET] if nt.U_OFFSET in post else [])]
+    return _fit(built, settings, idata, post, timings)
+
+
+def _internal(name: str) -> bool:
+    """The sampler's coordinates (standardised, packed), not results."""
+    return name in {nt.U_OFFSET, nt.BETA_STD, nt.SIGMA_STD, nt.CHOL_STD, nt.U_STD} or (
+        name.startswith((COV_RV, SD_RV, f"{nt.U_OFFSET}_"))
+    )
+
+
+def _factors_posterior(post: xr.Dataset, design) -> xr.Dataset:
+    """Several grouping factors: β, σ and per factor u, sd_u, corr_u (original scale)."""
+    keep = [nt.BETA, nt.SIGMA]
+    for fe in design.effects:
+        keep += [v for v in (f"{nt.U}_{fe.name}", f"{nt.SD_U}_{fe.name}",
+                             f"{nt.CORR_U}_{fe.name}") if v in post]
+    return post[keep]
+
+
+def _fit(built: BuiltModel, settings: SamplerSettings, idata: Any, post: xr.Dataset,
+         timings: dict[str, float]) -> Fit:
+    design = built.design
     attrs = dict(idata["posterior"].attrs)
     attrs.update({"likelihood": built.likelihood, "sampler": settings.sampler})
     post.attrs = attrs

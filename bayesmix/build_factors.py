@@ -1,0 +1,178 @@
+"""Random effects over several grouping factors, and covariance blocks, in the PyMC model.
+
+For every grouping factor g (nested or crossed) with J_g units and q_g effects, on the
+standardised scale (``Z̃_g = Zq_g / t_g`` with t_g the root mean square of each column, so the
+map is diagonal and a block structure survives it)::
+
+    L̃_g   = blockdiag(L̃_g1, L̃_g2, ...)        one factor per block of g's effects:
+              L̃_gb ~ LKJCholeskyCov(eta, sd_dist)  (unstructured, q_b ≥ 2)
+              L̃_gb = diag(sd_gb), sd_gb ~ sd prior  (diagonal, or q_b = 1)
+    z_g   ~ N(0, I)       (J_g, q_g)          u_offset per factor (non-centred)
+    ũ_g   = z_g L̃_gᵀ,   u_g = s_y ũ_g / t_g   stored as ``u_<g>`` (dims: g's units, effects)
+    T_g   = s_y² D_g⁻¹ L̃_g L̃_gᵀ D_g⁻¹        ``sd_u_<g>``, ``corr_u_<g>`` (D_g = diag(t_g))
+
+and every original row ``y_i ~ N(m + s_y (X̃β̃ + Σ_g Z̃_g ũ_g)_i, σ²)`` (O(n) per gradient).
+The SD priors are those of :func:`bayesmix.resolve_priors` (declared on the original scale,
+``SD(ũ_gr) = t_gr SD(u_gr) / s_y``).  :func:`block_cholesky` also builds the block-diagonal
+L̃ of a single factor with several blocks (``(1 + X || g)``) for the one-factor forms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayesmix import notation as nt
+from bayesmix.design import Design
+from bayesmix.design.terms import FactorEffects, RandomBlock
+from bayesmix.priors import Prior, ResolvedPriors, factor_column_scale
+
+COV_RV = "chol_cov_u"
+SD_RV = "sd_u_std"
+
+
+def _dist(prior: Prior, shape: int):
+    dist = getattr(pm, prior.dist)
+    params = {k: (np.asarray(v) if isinstance(v, tuple) else v) for k, v in prior.params}
+    return dist.dist(**params, shape=shape)
+
+
+def _rv(prior: Prior, name: str, **kwargs: Any):
+    dist = getattr(pm, prior.dist)
+    params = {k: (np.asarray(v) if isinstance(v, tuple) else v) for k, v in prior.params}
+    return dist(name, **params, **kwargs)
+
+
+def typical(prior: Prior) -> np.ndarray:
+    """A typical value of a positive prior (its scale), to start the sampler from."""
+    kw = {k: np.asarray(v, dtype=float) for k, v in prior.params}
+    if "sigma" in kw and prior.dist != "LogNormal":
+        return kw["sigma"]
+    if prior.dist == "HalfCauchy":
+        return kw["beta"]
+    if prior.dist == "Exponential":
+        return 1.0 / kw["lam"]
+    if prior.dist == "Gamma":
+        return kw["alpha"] / kw["beta"]
+    return np.exp(kw["mu"])
+
+
+def block_cholesky(
+    blocks: tuple[RandomBlock, ...], q: int, sd_prior: Prior, eta: float, suffix: str = ""
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """The lower Cholesky factor L̃ (q, q) of one factor's covariance, block by block.
+
+    Parameters
+    ----------
+    blocks : tuple of RandomBlock
+        The factor's blocks (``columns`` index its q effects).
+    q : int
+    sd_prior : Prior
+        Vector prior (length q) of the SDs on the model's scale.
+    eta : float
+        LKJ shape.
+    suffix : str
+        Appended to the free variables' names (one factor of several).
+
+    Returns
+    -------
+    chol : tensor, shape (q, q)
+    initvals : dict of str to ndarray
+        A start for each free variable: diagonal at the prior's scale, no correlation
+        (nutpie cannot draw a jittered start for ``LKJCholeskyCov`` with a HalfStudentT
+        ``sd_dist``).
+    """
+    sd0 = np.broadcast_to(typical(sd_prior), (q,)).astype(float)
+    single = len(blocks) == 1 and blocks[0].columns == tuple(range(q))
+    chol = pt.zeros((q, q))
+    init: dict[str, np.ndarray] = {}
+    for k, block in enumerate(blocks):
+        cols = list(block.columns)
+        prior = sd_prior.take(cols)
+        tag = suffix if single else f"{suffix}_{k}"
+        if block.structure == "unstructured" and block.q >= 2:
+            name = COV_RV + tag
+            factor, _, _ = pm.LKJCholeskyCov(
+                name, n=block.q, eta=eta, sd_dist=_dist(prior, block.q), compute_corr=True,
+                store_in_trace=False,
+            )
+            packed = np.zeros(block.q * (block.q + 1) // 2)
+            for i in range(block.q):
+                packed[i * (i + 1) // 2 + i] = sd0[cols[i]]
+            init[name] = packed
+        else:
+            # LKJCholeskyCov does not accept n=1 (PyMC 6.4); independent SDs otherwise.
+            name = (COV_RV if single and q == 1 else SD_RV) + tag
+            sd = _rv(prior, name, shape=block.q)
+            factor = pt.diag(sd) if block.q > 1 else sd.reshape((1, 1))
+            init[name] = sd0[cols].copy()
+        chol = pt.set_subtensor(chol[np.ix_(cols, cols)], factor)
+    return chol, init
+
+
+def factor_dims(fe: FactorEffects) -> tuple[str, str, str]:
+    """Dims of one factor's effects in the posterior: units, effects, effects again."""
+    return fe.name, f"{nt.DIM_RANDOM}_{fe.name}", f"{nt.DIM_RANDOM2}_{fe.name}"
+
+
+def factor_coords(design: Design) -> dict[str, list[str]]:
+    """Coordinates of every factor's dims."""
+    out: dict[str, list[str]] = {}
+    for fe in design.effects:
+        unit, eff, eff2 = factor_dims(fe)
+        out[unit] = list(fe.grouping.levels)
+        out[eff] = list(fe.labels)
+        out[eff2] = list(fe.labels)
+    return out
+
+
+def factors_rows(
+    design: Design, rp: ResolvedPriors, beta_std, sigma_std, X_std: np.ndarray,
+) -> tuple[Any, dict[str, Any], dict[str, np.ndarray]]:
+    """Every factor's non-centred effects and the row-wise likelihood (module docstring).
+
+    Returns
+    -------
+    loglik : scalar tensor
+        Log-likelihood of the original y given the standardised parameters.
+    graph : dict
+        ``u_std_<g>`` and ``chol_u_std_<g>`` per factor (for the graph check).
+    initvals : dict
+    """
+    sc = rp.scaling
+    s_y = sc.y_scale
+    mean = pt.dot(pt.as_tensor_variable(X_std), beta_std) if design.p else pt.zeros(design.n)
+    graph: dict[str, Any] = {}
+    init: dict[str, np.ndarray] = {}
+    offset = 0
+    for g, fe in enumerate(design.effects):
+        unit, eff, eff2 = factor_dims(fe)
+        t = factor_column_scale(fe.Zq)
+        cols = np.arange(offset, offset + fe.q)
+        offset += fe.q
+        sd_prior = rp.sd_u.take(cols).scaled(t / s_y)
+        chol, start = block_cholesky(fe.blocks, fe.q, sd_prior, rp.eta, suffix=f"_{g}")
+        init.update(start)
+        z = pm.Normal(f"{nt.U_OFFSET}_{g}", 0.0, 1.0, dims=(unit, eff))
+        u_std = pt.dot(z, chol.T)
+        pm.Deterministic(f"{nt.U}_{fe.name}", s_y * u_std / t, dims=(unit, eff))
+        factor = s_y * chol / t[:, None]  # T_g = F Fᵀ
+        cov = pt.dot(factor, factor.T)
+        sd = pt.sqrt(pt.diagonal(cov))
+        pm.Deterministic(f"{nt.SD_U}_{fe.name}", sd, dims=eff)
+        if fe.q > 1:
+            pm.Deterministic(f"{nt.CORR_U}_{fe.name}", cov / pt.outer(sd, sd), dims=(eff, eff2))
+        Zs = pt.as_tensor_variable(np.ascontiguousarray(fe.Zq / t))
+        idx = pt.as_tensor_variable(fe.grouping.index)
+        mean = mean + pt.sum(Zs * u_std[idx], axis=-1)
+        graph[f"{nt.U_STD}_{g}"] = u_std
+        graph[f"{nt.CHOL_STD}_{g}"] = chol
+    mu = sc.y_center + s_y * mean
+    sd_y = s_y * sigma_std
+    y = pt.as_tensor_variable(design.y)
+    pm.Normal(nt.Y, mu=mu, sigma=sd_y, observed=y, dims=nt.DIM_ROW)
+    loglik = pt.sum(pm.logp(pm.Normal.dist(mu=mu, sigma=sd_y), y))
+    return loglik, graph, init
