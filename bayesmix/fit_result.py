@@ -19,11 +19,13 @@ from bayesmix.errors import BayesmixError
 from bayesmix.priors import ResolvedPriors
 from bayesmix.settings import SamplerSettings
 from bayesmix.spec.model import Spec
+from bayesmix.spec.serialize import spec_from_dict, spec_to_dict
 
 if TYPE_CHECKING:
     from bayesmix.build import BuiltModel
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # 2 stored the model as equations text; 3 as structured data
 """Version 2 stores each data column's dtype in full (category order, ordered, nullable and
 string dtypes), the row index and a checksum; version 1 files cannot be read."""
 CHECKSUM = "bayesmix_sha256"
@@ -152,11 +154,7 @@ class Fit:
         path = check_output_path(path, overwrite)
         meta = {
             "format_version": FORMAT_VERSION,
-            "equations": self.spec.to_equations(),
-            "cluster": self.spec.cluster,
-            "reference": dict(self.spec.reference),
-            "categorical": list(self.spec.categorical),
-            "name": self.spec.name,
+            "spec": spec_to_dict(self.spec),
             "priors": self.priors.to_dict(),
             "settings": self.settings.to_dict(),
             "likelihood": self.likelihood,
@@ -196,13 +194,16 @@ class Fit:
                 "one stored when it was saved; refit, or use another copy"
             )
         try:
-            spec = Spec.from_equations(
-                meta["equations"],
-                meta["cluster"],
-                reference=meta["reference"],
-                categorical=meta["categorical"],
-                name=meta["name"],
-            )
+            if "spec" in meta:
+                spec = spec_from_dict(meta["spec"])
+            else:  # format 2
+                spec = Spec.from_equations(
+                    meta["equations"],
+                    meta["cluster"],
+                    reference=meta["reference"],
+                    categorical=meta["categorical"],
+                    name=meta["name"],
+                )
             data = decode_table(tree["data"].to_dataset())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # warned about when the fit was made
@@ -258,10 +259,10 @@ def _meta(tree: xr.DataTree, path: Path) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise FitFileError(f"{path}: its bayesmix metadata is corrupted ({exc})") from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise FitFileError(
-            f"{path}: bayesmix fit format {version!r}; this bayesmix reads format "
-            f"{FORMAT_VERSION} only. Fit the model again with this version."
+            f"{path}: bayesmix fit format {version!r}; this bayesmix reads formats "
+            f"{READABLE_VERSIONS} only. Fit the model again with this version."
         )
     if "data" not in tree.children:
         raise FitFileError(f"{path} has no data group; the file is incomplete")

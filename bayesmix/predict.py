@@ -7,6 +7,7 @@ the number of rows; only the kept draws (``keep_draws``) grow with it.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -188,21 +189,16 @@ def predict(
             f"{validate._show(new_data.index[na.to_numpy()])}); fill or drop them first"
         )
     cols = model_columns(spec, _Coder(spec, new_data, levels=design.levels))
-    X, Zq = cols.X, cols.Zq
-    labels = new_data[spec.cluster].astype(str).to_numpy()
-    validate.check_cluster_labels(labels, design.clusters, spec.cluster)  # '308.0' vs '308'
-    index = pd.Index(design.clusters).get_indexer(labels)
-    unseen = index < 0
-    new_codes, new_labels = pd.factorize(labels[unseen])  # in order of first appearance
-    index[unseen] = design.J + new_codes
-    new = tuple(str(c) for c in new_labels)
+    X = cols.X
     post = fit.posterior
     beta = post[nt.BETA].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()
-    u = post[nt.U].transpose("chain", "draw", nt.DIM_CLUSTER, nt.DIM_RANDOM).to_numpy()
-    chol = post[nt.CHOL_U].transpose("chain", "draw", nt.DIM_RANDOM, nt.DIM_RANDOM2).to_numpy()
     sigma = post[nt.SIGMA].transpose("chain", "draw").to_numpy()
     c, d = beta.shape[:2]
-    n, q = len(new_data), design.q
+    n = len(new_data)
+    u_seq, e_seq = np.random.SeedSequence(random_seed).spawn(2)
+    factors = _factor_draws(fit, new_data, cols, u_seq)
+    new = tuple(label for f in factors for label in f.new)
+    q = sum(f.Zq.shape[1] for f in factors)
     nbytes = 8 * c * d * n
     keep = nbytes <= MAX_DRAWS_BYTES if keep_draws is None else keep_draws
     if keep_draws is None and not keep:
@@ -211,8 +207,6 @@ def predict(
             "summary (pass keep_draws=True for the draws, keep_draws=False to silence this)",
             UserWarning, stacklevel=2,
         )
-    u_seq, e_seq = np.random.SeedSequence(random_seed).spawn(2)
-    new_seqs = u_seq.spawn(len(new))
     e_seqs = e_seq.spawn(-(-n // BLOCK_ROWS)) if kind == "y" else []
     step = chunk_rows or max(BLOCK_ROWS, CHUNK_BYTES // (8 * c * d * (4 + q)) // BLOCK_ROWS
                              * BLOCK_ROWS)
@@ -221,20 +215,8 @@ def predict(
     for a in range(0, n, step):
         b = min(n, a + step)
         mu = np.einsum("cdp,np->cdn", beta, X[a:b])
-        idx = index[a:b]
-        seen = idx < design.J
-        if not seen.all():
-            here = np.unique(idx[~seen]) - design.J
-            z = np.stack([np.random.default_rng(new_seqs[k]).standard_normal((c, d, q))
-                          for k in here], axis=2)
-            u_new = np.einsum("cdab,cdkb->cdka", chol, z)
-            pos = np.searchsorted(here, idx[~seen] - design.J)
-        for r in range(q):
-            ur = np.empty((c, d, b - a))
-            ur[:, :, seen] = u[:, :, idx[seen], r]
-            if not seen.all():
-                ur[:, :, ~seen] = u_new[:, :, pos, r]
-            mu += ur * Zq[a:b, r]
+        for f in factors:
+            mu += f.contribution(a, b, c, d)
         if kind == "y":
             mu += sigma[..., None] * _noise(e_seqs, a, b, c, d)
         if out is not None:
@@ -248,6 +230,95 @@ def predict(
     da = xr.DataArray(out, dims=("chain", "draw", nt.DIM_ROW), coords={nt.DIM_ROW: rows},
                       name=f"prediction_{kind}")
     return Prediction(da, kind, new, ci_prob=ci_prob, nbytes=nbytes)
+
+
+@dataclass(frozen=True)
+class _FactorDraws:
+    """One grouping factor's part of the prediction: Σ_r Zq[:, r] u[unit, r] per draw.
+
+    ``index`` codes the new rows' units: 0..J-1 for units seen in the fit, J + k for the
+    k-th unseen unit, whose effects are drawn from N(0, T) per draw (``chol`` (c, d, q, q))
+    with its own random stream.
+    """
+
+    index: np.ndarray
+    J: int
+    Zq: np.ndarray
+    u: np.ndarray
+    chol: np.ndarray
+    new: tuple[str, ...]
+    seqs: list
+
+    def contribution(self, a: int, b: int, c: int, d: int) -> np.ndarray:
+        q = self.Zq.shape[1]
+        idx = self.index[a:b]
+        seen = idx < self.J
+        total = np.zeros((c, d, b - a))
+        if not seen.all():
+            here = np.unique(idx[~seen]) - self.J
+            z = np.stack([np.random.default_rng(self.seqs[k]).standard_normal((c, d, q))
+                          for k in here], axis=2)
+            u_new = np.einsum("cdab,cdkb->cdka", self.chol, z)
+            pos = np.searchsorted(here, idx[~seen] - self.J)
+        for r in range(q):
+            ur = np.empty((c, d, b - a))
+            ur[:, :, seen] = self.u[:, :, idx[seen], r]
+            if not seen.all():
+                ur[:, :, ~seen] = u_new[:, :, pos, r]
+            total += ur * self.Zq[a:b, r]
+        return total
+
+
+def _unit_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """Unit labels as the design writes them (``"A:a"`` for a combination of columns)."""
+    parts = [data[c].astype(str).to_numpy(dtype=object) for c in columns]
+    out = parts[0]
+    for part in parts[1:]:
+        out = np.char.add(np.char.add(out.astype(str), ":"), part.astype(str))
+    return np.asarray(out, dtype=object)
+
+
+def _codes(labels: np.ndarray, levels: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    index = pd.Index(levels).get_indexer(labels)
+    unseen = index < 0
+    new_codes, new_labels = pd.factorize(labels[unseen])  # in order of first appearance
+    index[unseen] = len(levels) + new_codes
+    return index, tuple(str(v) for v in new_labels)
+
+
+def _factor_draws(fit: Fit, new_data: pd.DataFrame, cols, u_seq) -> list[_FactorDraws]:
+    """Every grouping factor's codes, columns and draws (one factor: ``u`` and ``chol_u``)."""
+    spec, design, post = fit.spec, fit.design, fit.posterior
+    if design.single_factor:
+        labels = _unit_labels(new_data, design.groupings[0].columns)
+        validate.check_cluster_labels(labels, design.clusters, spec.cluster)  # '308.0'
+        index, new = _codes(labels, design.clusters)
+        u = post[nt.U].transpose("chain", "draw", nt.DIM_CLUSTER, nt.DIM_RANDOM).to_numpy()
+        chol = post[nt.CHOL_U].transpose("chain", "draw", nt.DIM_RANDOM,
+                                         nt.DIM_RANDOM2).to_numpy()
+        return [_FactorDraws(index, design.J, cols.Zq, u, chol, new, u_seq.spawn(len(new)))]
+    from bayesmix.build_factors import factor_dims
+
+    by_name = {fc.grouping: fc for fc in cols.factors}
+    seqs = u_seq.spawn(len(design.effects))
+    out = []
+    for fe, seq in zip(design.effects, seqs, strict=True):
+        unit, eff, eff2 = factor_dims(fe)
+        labels = _unit_labels(new_data, fe.grouping.columns)
+        validate.check_cluster_labels(labels, fe.grouping.levels, fe.name)
+        index, new = _codes(labels, fe.grouping.levels)
+        u = post[f"{nt.U}_{fe.name}"].transpose("chain", "draw", unit, eff).to_numpy()
+        sd = post[f"{nt.SD_U}_{fe.name}"].transpose("chain", "draw", eff).to_numpy()
+        if fe.q > 1:
+            corr = post[f"{nt.CORR_U}_{fe.name}"].transpose("chain", "draw", eff,
+                                                            eff2).to_numpy()
+            chol = np.linalg.cholesky(corr * sd[..., :, None] * sd[..., None, :])
+        else:
+            chol = sd[..., None]
+        Zq = np.column_stack([col.values for col in by_name[fe.name].columns])
+        out.append(_FactorDraws(index, fe.J, Zq, u, chol, tuple(f"{fe.name} {v}" for v in new),
+                                seq.spawn(len(new))))
+    return out
 
 
 def _noise(seqs: list, a: int, b: int, c: int, d: int) -> np.ndarray:

@@ -137,7 +137,7 @@ def test_bad_model_file_gives_a_clear_error(tmp_path, capsys):
     rc = main(["fit", str(bad)])
     err = capsys.readouterr().err
     assert rc == 2
-    assert "bad.toml" in err and "not a two-level model" in err
+    assert "bad.toml" in err and "not a multilevel model" in err
 
 
 def test_ctrl_c_during_sampling_is_one_line_and_exit_130(monkeypatch):

@@ -23,7 +23,7 @@ class PointEstimates(Protocol):
 
     design: Design
     beta: Any  # (p,)
-    u: Any  # (J, q)
+    u: Any  # (J, q); with several grouping factors a mapping factor -> (J_g, q_g)
     sigma: float
 
 
@@ -34,7 +34,9 @@ class Reconstruction:
     Attributes
     ----------
     table : DataFrame
-        Columns ``cluster, y, Xb, Zu, e, sum`` (index: the data's rows).
+        Columns ``cluster, y, Xb, Zu, e, sum`` (index: the data's rows); with several
+        grouping factors one unit column and one ``Zu[<factor>]`` column per factor
+        (``Zu = Σ_g Z_g ū_g``), then ``e`` and ``sum``.
     max_abs_error : float
         ``max |y − (Xβ̄ + Zū + ē)|``.
     graph_max_abs_error : float or None
@@ -86,6 +88,37 @@ def _table(design: Design, beta: np.ndarray, u: np.ndarray) -> pd.DataFrame:
     )
 
 
+def _factors_table(design: Design, beta: np.ndarray, us: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The seed's table with one Z_g ū_g column per grouping factor."""
+    xb = design.X @ beta
+    cols: dict[str, np.ndarray] = {}
+    for fe in design.effects:
+        cols[fe.name] = np.asarray(fe.grouping.levels, dtype=object)[fe.grouping.index]
+    cols["y"] = design.y
+    cols["Xb"] = xb
+    total = xb.copy()
+    for fe in design.effects:
+        zu = fe.Z @ np.asarray(us[fe.name], dtype=float).reshape(-1)
+        cols[f"Zu[{fe.name}]"] = zu
+        total += zu
+    e = design.y - total
+    cols["e"] = e
+    cols["sum"] = total + e
+    return pd.DataFrame(cols, index=design.row_labels)
+
+
+def factor_means(fit: Fit) -> dict[str, np.ndarray]:
+    """Posterior means of every factor's effects, ``{factor: (J_g, q_g)}``."""
+    from bayesmix.build_factors import factor_dims
+
+    out = {}
+    for fe in fit.design.effects:
+        unit, eff, _ = factor_dims(fe)
+        da = fit.posterior[f"{nt.U}_{fe.name}"].transpose(..., unit, eff)
+        out[fe.name] = da.mean(("chain", "draw")).to_numpy()
+    return out
+
+
 def reconstruct(result: Fit | PointEstimates, *, draws_checked: int = 8) -> Reconstruction:
     """Rebuild Y from the explicit X and Z and the fit's point estimates.
 
@@ -101,6 +134,8 @@ def reconstruct(result: Fit | PointEstimates, *, draws_checked: int = 8) -> Reco
     -------
     Reconstruction
     """
+    if not result.design.single_factor:
+        return _reconstruct_factors(result, draws_checked)
     if isinstance(result, Fit):
         post = result.posterior
         beta = post[nt.BETA].mean(("chain", "draw")).to_numpy()
@@ -119,6 +154,67 @@ def reconstruct(result: Fit | PointEstimates, *, draws_checked: int = 8) -> Reco
         source = str(getattr(result, "method", "point estimates"))
     err = float(np.max(np.abs(table["y"].to_numpy() - table["sum"].to_numpy())))
     return Reconstruction(table, err, graph_err, k, source)
+
+
+def _reconstruct_factors(result: Fit | PointEstimates, draws_checked: int) -> Reconstruction:
+    design = result.design
+    if isinstance(result, Fit):
+        beta = result.posterior[nt.BETA].mean(("chain", "draw")).to_numpy()
+        table = _factors_table(design, beta, factor_means(result))
+        graph_err, k = factors_graph_check(result, draws_checked)
+        source = "posterior means"
+    else:
+        beta = np.asarray(result.beta, dtype=float).reshape(design.p)
+        us = {name: np.asarray(value, dtype=float) for name, value in result.u.items()}
+        table = _factors_table(design, beta, us)
+        graph_err, k = None, 0
+        source = str(getattr(result, "method", "point estimates"))
+    err = float(np.max(np.abs(table["y"].to_numpy() - table["sum"].to_numpy())))
+    return Reconstruction(table, err, graph_err, k, source)
+
+
+def factors_graph_check(fit: Fit, draws: int) -> tuple[float, int]:
+    """Several factors: the graph's log-likelihood vs Σ log N(y | Xβ + Σ_g Z_g u_g, σ²).
+
+    The original-scale draws of β, σ and every u_g are mapped onto the graph's scale
+    (``β̃ = (A_xβ − m e₀)/s_y``, ``σ̃ = σ/s_y``, ``ũ_g = u_g t_g / s_y``) and put in place of
+    its variables, so an error in the builder, the scaling or the design shows.
+    """
+    import pytensor
+    from pytensor.graph.replace import graph_replace
+
+    from bayesmix.build import build_model
+    from bayesmix.build_factors import factor_dims
+    from bayesmix.priors import factor_column_scale
+
+    design = fit.design
+    built = fit.built or build_model(design, fit.priors, likelihood=fit.likelihood)
+    graph = built.graph
+    names = [nt.BETA_STD, nt.SIGMA_STD] + [f"{nt.U_STD}_{g}" for g in range(len(design.effects))]
+    inputs = {name: graph[name].type() for name in names}
+    loglik = graph_replace(graph["loglik"], {graph[n]: inputs[n] for n in names}, strict=False)
+    fn = pytensor.function([inputs[n] for n in names], loglik, mode="FAST_COMPILE",
+                           on_unused_input="ignore")
+    sc = built.priors.scaling
+    flat = fit.posterior.to_dataset().stack(sample=("chain", "draw"))
+    total = flat.sizes["sample"]
+    picks = np.linspace(0, total - 1, num=min(draws, total)).astype(int)
+    worst = 0.0
+    for s in picks:
+        point = flat.isel(sample=int(s))
+        beta = point[nt.BETA].transpose(nt.DIM_FIXED).to_numpy()
+        sigma = float(point[nt.SIGMA])
+        values = [sc.beta_to_std(beta), np.asarray(sigma / sc.y_scale)]
+        mu = design.X @ beta
+        for fe in design.effects:
+            unit, eff, _ = factor_dims(fe)
+            u = point[f"{nt.U}_{fe.name}"].transpose(unit, eff).to_numpy()
+            values.append(u * factor_column_scale(fe.Zq) / sc.y_scale)
+            mu = mu + fe.Z @ u.reshape(-1)
+        r = design.y - mu
+        here = float(-0.5 * np.sum(np.log(2 * np.pi * sigma**2) + r**2 / sigma**2))
+        worst = max(worst, abs(float(fn(*values)) - here))
+    return worst, len(picks)
 
 
 def cluster_blocks(design: Design) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -188,12 +188,25 @@ def _rhat(value: float) -> str:
     return f"{v:.3f}" if math.isfinite(v) else "nan"
 
 
+def _pairs(fe) -> list[tuple[int, int]]:
+    """Index pairs (i > k) of correlated effects (within an unstructured block)."""
+    free = fe.covariance_pattern()
+    return [(i, k) for i in range(fe.q) for k in range(i) if free[i, k]]
+
+
 def summary_dataset(fit: Fit) -> xr.Dataset:
-    """The summarised quantities: beta, sd_u, the correlations of U (one per pair), sigma."""
+    """The summarised quantities: beta, the SDs of U, their free correlations, sigma.
+
+    With several grouping factors, ``sd_u_<factor>`` and ``corr_u_<factor>`` per factor.
+    Correlations fixed at 0 by a diagonal structure (``||``) are left out.
+    """
     post = fit.posterior.to_dataset()
+    design = fit.design
+    if not design.single_factor:
+        return _factors_dataset(fit, post)
     out = xr.Dataset({nt.BETA: post[nt.BETA], nt.SD_U: post[nt.SD_U], nt.SIGMA: post[nt.SIGMA]})
-    names = list(fit.design.random_names)
-    pairs = [(a, b) for i, a in enumerate(names) for b in names[:i]]
+    names = list(design.random_names)
+    pairs = [(names[i], names[k]) for i, k in _pairs(design.effects[0])]
     if pairs:
         labels = [f"{a}, {b}" for a, b in pairs]
         values = np.stack(
@@ -204,6 +217,25 @@ def summary_dataset(fit: Fit) -> xr.Dataset:
         out[nt.CORR_U] = (("chain", "draw", "pair"), values)
         out = out.assign_coords(pair=labels)
         out = out[[nt.BETA, nt.SD_U, nt.CORR_U, nt.SIGMA]]
+    return out
+
+
+def _factors_dataset(fit: Fit, post: xr.Dataset) -> xr.Dataset:
+    from bayesmix.build_factors import factor_dims
+
+    out = xr.Dataset({nt.BETA: post[nt.BETA]})
+    for fe in fit.design.effects:
+        _, eff, eff2 = factor_dims(fe)
+        out[f"{nt.SD_U}_{fe.name}"] = post[f"{nt.SD_U}_{fe.name}"]
+        pairs = _pairs(fe)
+        if pairs:
+            labels = [f"{fe.labels[i]}, {fe.labels[k]}" for i, k in pairs]
+            corr = post[f"{nt.CORR_U}_{fe.name}"].transpose("chain", "draw", eff, eff2).to_numpy()
+            dim = f"pair_{fe.name}"
+            out[f"{nt.CORR_U}_{fe.name}"] = (("chain", "draw", dim),
+                                             np.stack([corr[..., i, k] for i, k in pairs], -1))
+            out = out.assign_coords({dim: labels})
+    out[nt.SIGMA] = post[nt.SIGMA]
     return out
 
 
