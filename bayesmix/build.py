@@ -119,37 +119,55 @@ def _rv(prior: Prior, name: str, **kwargs: Any):
 def choose_likelihood(likelihood: str, design: Design | None = None) -> str:
     """Resolve ``"auto"``: collapsed with one grouping factor, rows with several."""
     several = design is not None and not design.single_factor
+    nested = several and _nested(design)
     if likelihood == "auto":
-        return "rows" if several else "collapsed"
+        return "rows" if several and not nested else "collapsed"
     if likelihood not in LIKELIHOOD_FORMS:
         raise SpecError(
             f"unknown likelihood {likelihood!r}; choose one of auto, {', '.join(LIKELIHOOD_FORMS)}"
         )
-    if several and likelihood != "rows":
+    if (several and likelihood == "sufficient") or (several and not nested
+                                                  and likelihood == "collapsed"):
         raise SpecError(
-            f"the {likelihood} likelihood needs one grouping factor; this model has "
+            f"the {likelihood} likelihood needs one grouping factor"
+            f"{'' if likelihood == 'sufficient' else ' or nested ones'}; this model has "
             f"{len(design.effects)} ({', '.join(fe.name for fe in design.effects)}), "
             "so use likelihood='rows' (or 'auto')"
         )
     return likelihood
 
 
+def _nested(design: Design) -> bool:
+    from bayesmix.nested import nesting
+
+    return nesting(design) is not None
+
+
 def _build_factors(design: Design, rp: ResolvedPriors, form: str) -> BuiltModel:
-    """Several grouping factors: the row-wise joint form of :mod:`bayesmix.build_factors`."""
+    """Several grouping factors: row-wise (:mod:`bayesmix.build_factors`) or nested collapsed.
+
+    The nested collapsed form integrates the innermost level out (:mod:`bayesmix.nested`).
+    """
     from bayesmix.build_factors import factor_coords, factors_rows
+    from bayesmix.nested import nested_collapsed
 
     sc = rp.scaling
-    coords = {nt.DIM_FIXED: list(design.fixed_names), nt.DIM_ROW: list(range(design.n)),
-              **factor_coords(design)}
-    X_std = sc.standardize(design.atoms, design.y)[0]
+    coords = {nt.DIM_FIXED: list(design.fixed_names), **factor_coords(design)}
+    if form == "rows":
+        coords[nt.DIM_ROW] = list(range(design.n))
+    stats = None
     with pm.Model(coords=coords) as model:
         beta_std = _fixed_effects(rp, design.p)
         sigma_std = _rv(rp.std_sigma(), nt.SIGMA_STD)
         pm.Deterministic(nt.SIGMA, sc.y_scale * sigma_std)
-        loglik, graph, initvals = factors_rows(design, rp, beta_std, sigma_std, X_std)
+        if form == "rows":
+            X_std = sc.standardize(design.atoms, design.y)[0]
+            loglik, graph, initvals = factors_rows(design, rp, beta_std, sigma_std, X_std)
+        else:
+            loglik, graph, initvals, stats = nested_collapsed(design, rp, beta_std, sigma_std)
         graph.update({nt.BETA_STD: beta_std, nt.SIGMA_STD: sigma_std, "loglik": loglik,
                       "initvals": initvals})
-    return BuiltModel(model, design, rp, form, None, graph)
+    return BuiltModel(model, design, rp, form, stats, graph)  # type: ignore[arg-type]
 
 
 def build_model(
@@ -363,17 +381,40 @@ def collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, *, q: int, p:
     -------
     scalar tensor
     """
-    s2 = sigma**2
     J = XX.shape[0]
     # r_jᵀr_j = y'y − 2γ'X'y + vec(X'X)·vec(γγ'): two matrix-vector products.
     rr = yy
     if p:
         rr = rr - 2 * pt.dot(Xy, beta) + pt.dot(XX.reshape((J, -1)),
                                                pt.outer(beta, beta).ravel())
+    zr = [Zy[:, a] - pt.dot(XZ[:, :, a], beta) if p else Zy[:, a] for a in range(q)]  # Z_jᵀr_j
+    return woodbury_loglik(rr, zr, ZZ, n, chol, sigma, q=q)
+
+
+def woodbury_loglik(rr, zr, ZZ, n, chol, sigma, *, q: int):
+    """Σ_j log N(r_j | 0, σ²I + Z_j L Lᵀ Z_jᵀ) from r_jᵀr_j, Z_jᵀr_j and Z_jᵀZ_j.
+
+    Parameters
+    ----------
+    rr : tensor (J,)
+        r_jᵀr_j.
+    zr : list of q tensors (J,)
+        The entries of Z_jᵀr_j.
+    ZZ : tensor (J, q, q)
+    n : tensor (J,)
+    chol : tensor (q, q)
+        Lower Cholesky factor L of T.
+    sigma : scalar tensor
+    q : int
+
+    Returns
+    -------
+    scalar tensor
+    """
+    s2 = sigma**2
     # Everything q × q is unrolled into length-J vectors (q is small and fixed): batched
     # matmul / Cholesky ops per cluster are far slower to run and to differentiate.
     L = [[chol[a, k] for k in range(q)] for a in range(q)]
-    zr = [Zy[:, a] - pt.dot(XZ[:, :, a], beta) if p else Zy[:, a] for a in range(q)]  # Z_jᵀr_j
     # (Z'Z L)[a, k] = Σ_b Z'Z[a, b] L[b, k], with L lower triangular (b ≥ k).
     zzl = [[sum(ZZ[:, a, b] * L[b][k] for b in range(k, q)) for k in range(q)]
            for a in range(q)]
@@ -434,6 +475,7 @@ def draw_u_conditional(
     rng: np.random.Generator,
     *,
     chunk: int = 256,
+    offset: Any = None,
 ) -> np.ndarray:
     """Draw U_j from its exact Gaussian conditional given (γ, T, σ) and y, for every draw.
 
@@ -449,6 +491,9 @@ def draw_u_conditional(
     rng : numpy Generator
     chunk : int
         Draws per chunk (bounds memory at chunk · J · q² floats).
+    offset : callable, optional
+        ``offset(sl)`` → (d, J, q): what to subtract from Z_jᵀr_j for the draws ``sl`` besides
+        Z_jᵀX_jγ (the outer levels' effects of a nested model, :mod:`bayesmix.nested`).
 
     Returns
     -------
@@ -463,6 +508,8 @@ def draw_u_conditional(
         b_, L, s2 = beta[sl], chol[sl], sigma[sl] ** 2
         # Z_jᵀr_j = Z'y − Z'Xγ: one matrix product, (d, p) x (p, J q).
         zr = Zy[None] - (b_ @ XZ.transpose(1, 0, 2).reshape(p, J * q)).reshape(-1, J, q)
+        if offset is not None:
+            zr = zr - offset(sl)
         # A = I + LᵀZᵀZL/σ², b = LᵀZᵀr/σ², unrolled over the q × q entries (q is small):
         # each entry is a (d, J) array built from outer products of draws and clusters.
         inv_s2 = 1.0 / s2[:, None]

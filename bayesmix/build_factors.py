@@ -129,6 +129,17 @@ def factor_coords(design: Design) -> dict[str, list[str]]:
     return out
 
 
+def store_covariance(fe: FactorEffects, chol, s_y: float, t: np.ndarray) -> None:
+    """``sd_u_<g>`` and ``corr_u_<g>`` of T_g = s_y² D⁻¹ L̃ L̃ᵀ D⁻¹ (D = diag(t))."""
+    _, eff, eff2 = factor_dims(fe)
+    factor = s_y * chol / t[:, None]  # T_g = F Fᵀ
+    cov = pt.dot(factor, factor.T)
+    sd = pt.sqrt(pt.diagonal(cov))
+    pm.Deterministic(f"{nt.SD_U}_{fe.name}", sd, dims=eff)
+    if fe.q > 1:
+        pm.Deterministic(f"{nt.CORR_U}_{fe.name}", cov / pt.outer(sd, sd), dims=(eff, eff2))
+
+
 def factors_rows(
     design: Design, rp: ResolvedPriors, beta_std, sigma_std, X_std: np.ndarray,
 ) -> tuple[Any, dict[str, Any], dict[str, np.ndarray]]:
@@ -149,7 +160,7 @@ def factors_rows(
     init: dict[str, np.ndarray] = {}
     offset = 0
     for g, fe in enumerate(design.effects):
-        unit, eff, eff2 = factor_dims(fe)
+        unit, eff, _ = factor_dims(fe)
         t = factor_column_scale(fe.Zq)
         cols = np.arange(offset, offset + fe.q)
         offset += fe.q
@@ -159,12 +170,7 @@ def factors_rows(
         z = pm.Normal(f"{nt.U_OFFSET}_{g}", 0.0, 1.0, dims=(unit, eff))
         u_std = pt.dot(z, chol.T)
         pm.Deterministic(f"{nt.U}_{fe.name}", s_y * u_std / t, dims=(unit, eff))
-        factor = s_y * chol / t[:, None]  # T_g = F Fᵀ
-        cov = pt.dot(factor, factor.T)
-        sd = pt.sqrt(pt.diagonal(cov))
-        pm.Deterministic(f"{nt.SD_U}_{fe.name}", sd, dims=eff)
-        if fe.q > 1:
-            pm.Deterministic(f"{nt.CORR_U}_{fe.name}", cov / pt.outer(sd, sd), dims=(eff, eff2))
+        store_covariance(fe, chol, s_y, t)
         Zs = pt.as_tensor_variable(np.ascontiguousarray(fe.Zq / t))
         idx = pt.as_tensor_variable(fe.grouping.index)
         mean = mean + pt.sum(Zs * u_std[idx], axis=-1)

@@ -148,23 +148,44 @@ def cross_products(
     n = y.shape[0]
     p, q = scaling.p, scaling.q
     d = p + q + 1
-    # Only the upper triangle (d(d+1)/2 products per row); M is symmetric.
-    rows_, cols_ = np.triu_indices(d)
-    upper = np.zeros((J, rows_.size))
+    upper = np.zeros((J, d * (d + 1) // 2))
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
         Xs, Zs, ys = scaling.standardize(atoms[start:stop], y[start:stop])
         W = np.concatenate([Xs, Zs, ys[:, None]], axis=1)
-        idx = cluster_index[start:stop]
-        C = sp.csr_array(
-            (np.ones(stop - start), (idx, np.arange(stop - start))), shape=(J, stop - start)
-        )
-        upper += C @ (W[:, rows_] * W[:, cols_])
-    M = np.empty((J, d, d))
+        upper += _upper_sums(W, cluster_index[start:stop], J)
+    counts = np.bincount(cluster_index, minlength=J)
+    return ClusterStats(n=counts, M=_symmetric(upper, d), p=p, q=q, scaling=scaling)
+
+
+def _upper_sums(W: np.ndarray, index: np.ndarray, J: int) -> np.ndarray:
+    """Per-unit sums of the upper triangle of w wᵀ over rows: shape (J, d(d+1)/2)."""
+    rows_, cols_ = np.triu_indices(W.shape[1])
+    C = sp.csr_array((np.ones(len(index)), (index, np.arange(len(index)))),
+                     shape=(J, len(index)))
+    return C @ (W[:, rows_] * W[:, cols_])
+
+
+def _symmetric(upper: np.ndarray, d: int) -> np.ndarray:
+    rows_, cols_ = np.triu_indices(d)
+    M = np.empty((upper.shape[0], d, d))
     M[:, rows_, cols_] = upper
     M[:, cols_, rows_] = upper
-    counts = np.bincount(cluster_index, minlength=J)
-    return ClusterStats(n=counts, M=M, p=p, q=q, scaling=scaling)
+    return M
+
+
+def grouped_gram(W: np.ndarray, index: np.ndarray, J: int, *,
+                 chunk_rows: int = 262_144) -> np.ndarray:
+    """``W_jᵀW_j`` for every unit j of ``index``: shape (J, d, d), in row chunks.
+
+    Only the upper triangle is summed (d(d+1)/2 products per row); M is symmetric.
+    """
+    d = W.shape[1]
+    upper = np.zeros((J, d * (d + 1) // 2))
+    for start in range(0, W.shape[0], chunk_rows):
+        stop = min(start + chunk_rows, W.shape[0])
+        upper += _upper_sums(W[start:stop], index[start:stop], J)
+    return _symmetric(upper, d)
 
 
 def cluster_stats(
@@ -172,8 +193,10 @@ def cluster_stats(
 ) -> ClusterStats:
     """The per-cluster cross-products of a design (see :func:`cross_products`).
 
-    ``scaling`` defaults to the design's own column means and SDs.
+    ``scaling`` defaults to the design's own column means and SDs.  Needs one grouping
+    factor (several: :mod:`bayesmix.nested` for nested ones).
     """
+    design.require_single_factor("the per-cluster statistics")
     return cross_products(
         design.atoms, design.y, design.cluster_index, design.J,
         scaling=scaling if scaling is not None else design.scaling,

@@ -190,7 +190,12 @@ def factors_graph_check(fit: Fit, draws: int) -> tuple[float, int]:
     design = fit.design
     built = fit.built or build_model(design, fit.priors, likelihood=fit.likelihood)
     graph = built.graph
-    names = [nt.BETA_STD, nt.SIGMA_STD] + [f"{nt.U_STD}_{g}" for g in range(len(design.effects))]
+    collapsed = fit.likelihood == "collapsed"
+    inner = design.factor(design.spec.cluster) if collapsed else None
+    names = [nt.BETA_STD, nt.SIGMA_STD] + [
+        f"{nt.CHOL_STD}_{g}" if fe is inner else f"{nt.U_STD}_{g}"
+        for g, fe in enumerate(design.effects)
+    ]
     inputs = {name: graph[name].type() for name in names}
     loglik = graph_replace(graph["loglik"], {graph[n]: inputs[n] for n in names}, strict=False)
     fn = pytensor.function([inputs[n] for n in names], loglik, mode="FAST_COMPILE",
@@ -206,15 +211,47 @@ def factors_graph_check(fit: Fit, draws: int) -> tuple[float, int]:
         sigma = float(point[nt.SIGMA])
         values = [sc.beta_to_std(beta), np.asarray(sigma / sc.y_scale)]
         mu = design.X @ beta
+        chol = None
         for fe in design.effects:
-            unit, eff, _ = factor_dims(fe)
+            unit, eff, eff2 = factor_dims(fe)
+            t = factor_column_scale(fe.Zq)
+            if fe is inner:
+                sd = point[f"{nt.SD_U}_{fe.name}"].transpose(eff).to_numpy()
+                corr = (point[f"{nt.CORR_U}_{fe.name}"].transpose(eff, eff2).to_numpy()
+                        if fe.q > 1 else np.ones((1, 1)))
+                chol = np.linalg.cholesky(corr * np.outer(sd, sd))
+                values.append(np.linalg.cholesky(
+                    np.outer(t, t) * (chol @ chol.T) / sc.y_scale**2))
+                continue
             u = point[f"{nt.U}_{fe.name}"].transpose(unit, eff).to_numpy()
-            values.append(u * factor_column_scale(fe.Zq) / sc.y_scale)
+            values.append(u * t / sc.y_scale)
             mu = mu + fe.Z @ u.reshape(-1)
         r = design.y - mu
-        here = float(-0.5 * np.sum(np.log(2 * np.pi * sigma**2) + r**2 / sigma**2))
+        if inner is None:
+            here = float(-0.5 * np.sum(np.log(2 * np.pi * sigma**2) + r**2 / sigma**2))
+        else:
+            here = _marginal(r, inner.Zq, inner.grouping.index, inner.J, chol, sigma)
         worst = max(worst, abs(float(fn(*values)) - here))
     return worst, len(picks)
+
+
+def _marginal(r: np.ndarray, Zq: np.ndarray, index: np.ndarray, J: int, chol: np.ndarray,
+              sigma: float) -> float:
+    """Σ_j log N(r_j | 0, σ²I + Z_j L Lᵀ Z_jᵀ) over the units j of ``index`` (NumPy)."""
+    s2 = sigma**2
+    eye = np.eye(Zq.shape[1])
+    order = np.argsort(index, kind="stable")
+    bounds = np.searchsorted(index[order], np.arange(J + 1))
+    total = 0.0
+    for j in range(J):
+        rows = order[bounds[j] : bounds[j + 1]]
+        ZL = Zq[rows] @ chol
+        C = np.linalg.cholesky(eye + ZL.T @ ZL / s2)
+        w = np.linalg.solve(C, ZL.T @ r[rows] / s2)
+        logdet = len(rows) * np.log(s2) + 2 * np.log(np.diag(C)).sum()
+        total += -0.5 * (len(rows) * np.log(2 * np.pi) + logdet + r[rows] @ r[rows] / s2
+                         - w @ w)
+    return float(total)
 
 
 def cluster_blocks(design: Design) -> list[tuple[np.ndarray, np.ndarray]]:
