@@ -173,25 +173,23 @@ def _reconstruct_factors(result: Fit | PointEstimates, draws_checked: int) -> Re
     return Reconstruction(table, err, graph_err, k, source)
 
 
-def factors_graph_check(fit: Fit, draws: int) -> tuple[float, int]:
-    """Several factors: the graph's log-likelihood vs Σ log N(y | Xβ + Σ_g Z_g u_g, σ²).
+def factors_loglik_function(built: Any):
+    """Several factors: the graph's log-likelihood as a NumPy function of original values.
 
-    The original-scale draws of β, σ and every u_g are mapped onto the graph's scale
-    (``β̃ = (A_xβ − m e₀)/s_y``, ``σ̃ = σ/s_y``, ``ũ_g = u_g t_g / s_y``) and put in place of
-    its variables, so an error in the builder, the scaling or the design shows.
+    Returns ``f(beta, sigma, u, cov) -> float`` with ``u`` and ``cov`` mappings from factor
+    name to its effects (J_g, q_g) and covariance T_g (q_g, q_g).  The values are mapped onto
+    the graph's scale (``β̃ = (A_xβ − m e₀)/s_y``, ``σ̃ = σ/s_y``, ``ũ_g = u_g t_g / s_y``,
+    ``T̃_g = D_g T_g D_g / s_y²``) and put in place of its variables: the sampled ũ_g of the
+    row-wise form, or for the nested collapsed form the outer ũ_g and the innermost L̃.
     """
     import pytensor
     from pytensor.graph.replace import graph_replace
 
-    from bayesmix.build import build_model
-    from bayesmix.build_factors import factor_dims
     from bayesmix.priors import factor_column_scale
 
-    design = fit.design
-    built = fit.built or build_model(design, fit.priors, likelihood=fit.likelihood)
+    design = built.design
     graph = built.graph
-    collapsed = fit.likelihood == "collapsed"
-    inner = design.factor(design.spec.cluster) if collapsed else None
+    inner = design.factor(design.spec.cluster) if built.likelihood == "collapsed" else None
     names = [nt.BETA_STD, nt.SIGMA_STD] + [
         f"{nt.CHOL_STD}_{g}" if fe is inner else f"{nt.U_STD}_{g}"
         for g, fe in enumerate(design.effects)
@@ -201,6 +199,50 @@ def factors_graph_check(fit: Fit, draws: int) -> tuple[float, int]:
     fn = pytensor.function([inputs[n] for n in names], loglik, mode="FAST_COMPILE",
                            on_unused_input="ignore")
     sc = built.priors.scaling
+
+    def evaluate(beta: np.ndarray, sigma: float, u: dict[str, np.ndarray],
+                 cov: dict[str, np.ndarray]) -> float:
+        values = [sc.beta_to_std(np.asarray(beta, dtype=float)),
+                  np.asarray(float(sigma) / sc.y_scale)]
+        for fe in design.effects:
+            t = factor_column_scale(fe.Zq)
+            if fe is inner:
+                values.append(np.linalg.cholesky(np.outer(t, t) * cov[fe.name]
+                                                 / sc.y_scale**2))
+            else:
+                values.append(np.asarray(u[fe.name], dtype=float) * t / sc.y_scale)
+        return float(fn(*values))
+
+    return evaluate
+
+
+def explicit_factors_loglik(design: Design, likelihood: str, beta: np.ndarray, sigma: float,
+                            u: dict[str, np.ndarray], cov: dict[str, np.ndarray]) -> float:
+    """Several factors, from the explicit X and every Z_g (NumPy only).
+
+    ``rows``: Σ_i log N(y_i | (Xβ + Σ_g Z_g u_g)_i, σ²).  ``collapsed`` (nested): the
+    innermost factor's u integrated out, Σ_j log N(r_j | 0, σ²I + Z_j T Z_jᵀ) with
+    ``r = y − Xβ − Σ_outer Z_g u_g``.
+    """
+    inner = design.factor(design.spec.cluster) if likelihood == "collapsed" else None
+    r = design.y - design.X @ beta
+    for fe in design.effects:
+        if fe is not inner:
+            r = r - fe.Z @ np.asarray(u[fe.name], dtype=float).reshape(-1)
+    if inner is None:
+        return float(-0.5 * np.sum(np.log(2 * np.pi * sigma**2) + r**2 / sigma**2))
+    chol = np.linalg.cholesky(cov[inner.name])
+    return _marginal(r, inner.Zq, inner.grouping.index, inner.J, chol, sigma)
+
+
+def factors_graph_check(fit: Fit, draws: int) -> tuple[float, int]:
+    """Max |graph − explicit log-likelihood| over a few draws (several factors)."""
+    from bayesmix.build import build_model
+    from bayesmix.build_factors import factor_dims
+
+    design = fit.design
+    built = fit.built or build_model(design, fit.priors, likelihood=fit.likelihood)
+    in_graph = factors_loglik_function(built)
     flat = fit.posterior.to_dataset().stack(sample=("chain", "draw"))
     total = flat.sizes["sample"]
     picks = np.linspace(0, total - 1, num=min(draws, total)).astype(int)
@@ -209,29 +251,16 @@ def factors_graph_check(fit: Fit, draws: int) -> tuple[float, int]:
         point = flat.isel(sample=int(s))
         beta = point[nt.BETA].transpose(nt.DIM_FIXED).to_numpy()
         sigma = float(point[nt.SIGMA])
-        values = [sc.beta_to_std(beta), np.asarray(sigma / sc.y_scale)]
-        mu = design.X @ beta
-        chol = None
+        us, covs = {}, {}
         for fe in design.effects:
             unit, eff, eff2 = factor_dims(fe)
-            t = factor_column_scale(fe.Zq)
-            if fe is inner:
-                sd = point[f"{nt.SD_U}_{fe.name}"].transpose(eff).to_numpy()
-                corr = (point[f"{nt.CORR_U}_{fe.name}"].transpose(eff, eff2).to_numpy()
-                        if fe.q > 1 else np.ones((1, 1)))
-                chol = np.linalg.cholesky(corr * np.outer(sd, sd))
-                values.append(np.linalg.cholesky(
-                    np.outer(t, t) * (chol @ chol.T) / sc.y_scale**2))
-                continue
-            u = point[f"{nt.U}_{fe.name}"].transpose(unit, eff).to_numpy()
-            values.append(u * t / sc.y_scale)
-            mu = mu + fe.Z @ u.reshape(-1)
-        r = design.y - mu
-        if inner is None:
-            here = float(-0.5 * np.sum(np.log(2 * np.pi * sigma**2) + r**2 / sigma**2))
-        else:
-            here = _marginal(r, inner.Zq, inner.grouping.index, inner.J, chol, sigma)
-        worst = max(worst, abs(float(fn(*values)) - here))
+            us[fe.name] = point[f"{nt.U}_{fe.name}"].transpose(unit, eff).to_numpy()
+            sd = point[f"{nt.SD_U}_{fe.name}"].transpose(eff).to_numpy()
+            corr = (point[f"{nt.CORR_U}_{fe.name}"].transpose(eff, eff2).to_numpy()
+                    if fe.q > 1 else np.ones((1, 1)))
+            covs[fe.name] = corr * np.outer(sd, sd)
+        here = explicit_factors_loglik(design, fit.likelihood, beta, sigma, us, covs)
+        worst = max(worst, abs(in_graph(beta, sigma, us, covs) - here))
     return worst, len(picks)
 
 
