@@ -20,14 +20,21 @@ REFERENCE = {
 
 
 def test_every_model_file_is_listed():
-    assert {"dung", "random_slope", "cross_level", "sleepstudy", "hsb"} <= set(MODEL_FILES)
+    assert {"dung", "random_slope", "cross_level", "sleepstudy", "hsb", "pastes_nested",
+            "penicillin_crossed", "sleepstudy_uncorrelated",
+            "egsingle_three_level"} <= set(MODEL_FILES)
 
 
 @pytest.mark.parametrize("name", MODEL_FILES)
 def test_model_file_fits(name, fitted_model):
     fit = fitted_model(name)
     post = fit.posterior
-    for var in ("beta", "u", "sigma", "sd_u", "corr_u", "coef"):
+    if fit.design.single_factor:
+        expected = ["beta", "u", "sigma", "sd_u", "corr_u", "coef"]
+    else:
+        expected = ["beta", "sigma"] + [f"{v}_{fe.name}" for fe in fit.design.effects
+                                        for v in ("u", "sd_u")]
+    for var in expected:
         assert var in post
     assert post["beta"].sizes["fixed"] == fit.design.p
     summary = bm.summarize(fit, warn=False)
