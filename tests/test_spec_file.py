@@ -69,3 +69,53 @@ def test_bad_model_files_name_the_fault(tmp_path, body, fragment):
     with pytest.raises(SpecError, match=fragment) as info:
         Spec.from_file(path)
     assert "bad.toml" in str(info.value)
+
+
+THREE_LEVELS = '''
+math = p0 + p1*year + e
+p0 = b00 + b01*black + r0
+p1 = b10 + r1
+b00 = g000 + g001*lowinc + u00
+b01 = g010
+b10 = g100 + u10
+'''
+
+
+def test_levels_crossed_and_diagonal_keys(tmp_path):
+    path = tmp_path / "three.toml"
+    path.write_text(f'levels = ["childid", "schoolid"]\ndiagonal = ["schoolid"]\n'
+                    f'equations = """{THREE_LEVELS}"""\n')
+    spec = Spec.from_file(path)
+    assert spec == Spec.from_equations(THREE_LEVELS, levels=["childid", "schoolid"],
+                                       diagonal=["schoolid"], name="three")
+    assert spec.to_formula().endswith("(1 + year || schoolid) + (1 + year | schoolid:childid)")
+    path = tmp_path / "crossed.toml"
+    path.write_text('crossed = ["plate", "sample"]\n'
+                    'equations = "y = b0 + b1*x + e\\nb0 = g00 + U0 + V0\\nb1 = g10"\n')
+    assert Spec.from_file(path) == Spec.from_formula("y ~ x + (1 | plate) + (1 | sample)",
+                                                     name="crossed")
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (f'levels = 3\nequations = """{THREE_LEVELS}"""\n', "`levels` must be a column name"),
+        (f'cluster = "g"\nlevels = ["c", "s"]\nequations = """{THREE_LEVELS}"""\n',
+         "not `cluster` and `levels`"),
+        ('levels = ["c", "s"]\nformula = "y ~ x + (1 | s/c)"\n', "`levels` goes with"),
+        (f'levels = ["c", "k", "s"]\nequations = """{THREE_LEVELS}"""\n',
+         "line 4.*drop the extra columns from `levels`"),
+        (f'cluster = "c"\nequations = """{THREE_LEVELS}"""\n', "line 4.*pass levels="),
+        (f'levels = ["c", "s"]\ndiagonal = 2\nequations = """{THREE_LEVELS}"""\n',
+         "`diagonal` must be true, false or an array"),
+        (f'levels = ["c", "s"]\ndiagonal = ["k"]\nequations = """{THREE_LEVELS}"""\n',
+         "`diagonal` names 'k'"),
+        ('crossed = ["a"]\nequations = "y = b0 + e\\nb0 = g00 + U0"\n', "`crossed` lists 2"),
+    ],
+)
+def test_bad_grouping_keys_name_the_file_and_key(tmp_path, body, fragment):
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(SpecError, match=fragment) as info:
+        Spec.from_file(path)
+    assert "bad.toml" in str(info.value)

@@ -12,6 +12,9 @@ Format (every key but the model's equations or formula is optional)::
         b1 = g10
     '''
     # or: formula = "pr_dung ~ flies + (1 | oven_block)"   (cluster comes from the formula)
+    # Three or more levels: levels = ["childid", "schoolid"] (innermost first) instead of
+    # cluster, with π/β/γ equations; crossed factors: crossed = ["plate", "sample"] (U, V);
+    # diagonal = true (or a list of those factors): independent random effects, lme4's ||.
     categorical = ["oven_block"]       # numeric columns to code as categorical
     [reference]                        # reference level of categorical predictors
     Sector = "Public"
@@ -37,10 +40,11 @@ from bayesmix.spec.model import Spec
 
 _KEYS = {
     "name", "description", "data", "cluster", "equations", "formula", "categorical",
-    "reference", "priors", "sampler", "level2",
+    "reference", "priors", "sampler", "level2", "levels", "crossed", "diagonal",
 }
 _TEXT_KEYS = ("name", "description", "data", "cluster", "equations", "formula")
-_NAMES_KEYS = ("categorical", "level2")
+_NAMES_KEYS = ("categorical", "level2", "levels", "crossed")
+_GROUPING_KEYS = ("cluster", "levels", "crossed")
 _TABLE_KEYS = ("reference", "priors", "sampler")
 
 
@@ -67,6 +71,12 @@ def _check_types(path: Path, raw: dict) -> None:
             isinstance(value, list) and all(isinstance(v, str) for v in value)
         ):
             fail(key, 'a column name or an array of them, e.g. ["Sector"]', value)
+    diagonal = raw.get("diagonal")
+    if diagonal is not None and not isinstance(diagonal, (bool, str)) and not (
+        isinstance(diagonal, list) and all(isinstance(v, str) for v in diagonal)
+    ):
+        fail("diagonal", 'true, false or an array of grouping factors, e.g. ["schoolid"]',
+             diagonal)
     for key in _TABLE_KEYS:
         if key in raw and not isinstance(raw[key], dict):
             fail(key, f"a table ([{key}] followed by `key = value` lines)", raw[key])
@@ -133,10 +143,22 @@ def read_model_file(path: str | Path) -> Spec:
     }
     try:
         if has_eq:
-            if "cluster" not in raw:
-                raise SpecError("`cluster` names the column of the level-2 units")
-            spec = Spec.from_equations(raw["equations"], raw["cluster"], **common)
+            grouping = {k: raw[k] for k in _GROUPING_KEYS if k in raw}
+            if len(grouping) != 1:
+                raise SpecError(
+                    "`cluster` names the column of the level-2 units (or `levels` the columns "
+                    "of levels 2, 3, ..., innermost first, or `crossed` the crossed factors); "
+                    f"give one of them, not {' and '.join(f'`{k}`' for k in grouping) or 'none'}"
+                )
+            spec = Spec.from_equations(raw["equations"], **grouping,
+                                       diagonal=raw.get("diagonal", False), **common)
         else:
+            given = [k for k in ("levels", "crossed", "diagonal") if k in raw]
+            if given:
+                raise SpecError(
+                    f"`{given[0]}` goes with `equations`; a formula names its grouping factors "
+                    "itself, e.g. (1 + year | schoolid/childid) or (1 + x || g)"
+                )
             spec = Spec.from_formula(raw["formula"], level2=raw.get("level2"), **common)
             if "cluster" in raw and raw["cluster"] != spec.cluster:
                 raise SpecError(

@@ -238,22 +238,40 @@ class Spec:
     def from_equations(
         cls,
         text: str,
-        cluster: str,
+        cluster: str | None = None,
         *,
+        levels: tuple[str, ...] | list[str] | None = None,
+        crossed: tuple[str, ...] | list[str] | None = None,
+        diagonal: bool | tuple[str, ...] | list[str] = False,
         reference: dict[str, str] | None = None,
         categorical: tuple[str, ...] | list[str] = (),
         name: str | None = None,
     ) -> Spec:
-        """Parse level-1 / level-2 equations as the seeds write them.
+        """Parse level equations in Raudenbush–Bryk notation, of two or more levels.
+
+        The syntax is described in :mod:`bayesmix.spec.equations`.  Name the grouping with
+        exactly one of ``cluster``, ``levels`` or ``crossed``.
 
         Parameters
         ----------
         text : str
-            One level-1 line ``OUTCOME = COEF + COEF*VAR + ... + e`` and one level-2 line per
-            coefficient ``COEF = GAMMA + GAMMA*VAR + ... [+ U..]``.  Subscripts (``y[ij]``,
-            ``b0[j]``, ``M[j]``) and ``·`` for ``*`` are accepted; ``#`` starts a comment.
-        cluster : str
-            Column that identifies the clusters j.
+            One level-1 line ``OUTCOME = COEF + COEF*VAR + ... + e`` and one line per
+            coefficient ``COEF = COEF + COEF*VAR + ... [+ RANDOM]``, e.g. ``b0 = g00 + U0``.
+            Subscripts (``y[ij]``, ``b0[j]``, ``M[j]``) and ``·`` for ``*`` are accepted;
+            ``#`` starts a comment.
+        cluster : str, optional
+            Column that identifies the clusters j of a two-level model.
+        levels : sequence of str, optional
+            The grouping columns of level 2, 3, ... innermost first, e.g.
+            ``["childid", "schoolid"]`` (children within schools); the grouping factor of
+            level 2 is then ``schoolid:childid``.  ``levels=["g"]`` is ``cluster="g"``.
+        crossed : sequence of str, optional
+            Crossed grouping factors of a two-level model: effects U vary over the first
+            (lme4's cluster: the one with the most columns, the first of equally many), V, W,
+            Q, S over the others in order.
+        diagonal : bool or sequence of str, optional
+            Factors (entries of ``cluster``/``levels``/``crossed``) whose random effects are
+            independent, lme4's ``||``; True for all.
         reference : dict, optional
             Reference level per categorical column, e.g. ``{"Sector": "Public"}``.
         categorical : str or sequence of str, optional
@@ -264,19 +282,22 @@ class Spec:
         Returns
         -------
         Spec
+            The Spec :meth:`from_formula` gives for the same model, names as written.
 
         Raises
         ------
         SpecError
             With the line and position of the fault.
         """
-        from bayesmix.spec.equations import parse_equations
+        from bayesmix.spec.levels import make_layout, parse_levels
 
-        outcome, coefficients = parse_equations(text)
+        parts = parse_levels(text, make_layout(cluster, levels, crossed, diagonal))
         return cls(
-            outcome=outcome,
-            cluster=cluster,
-            coefficients=coefficients,
+            outcome=parts.outcome,
+            cluster=parts.cluster,
+            coefficients=parts.coefficients,
+            random=parts.random,
+            variable_levels=parts.variable_levels,
             reference=_ref_tuple(reference),
             categorical=categorical,  # type: ignore[arg-type]  # normalised in __post_init__
             name=name,
@@ -352,10 +373,24 @@ class Spec:
         return spec_to_formula(self)
 
     def to_equations(self) -> str:
-        """The level-1 / level-2 equations as text, in the syntax :meth:`from_equations` reads."""
-        from bayesmix.spec.equations import spec_to_equations
+        """The level equations as text, in the syntax :meth:`from_equations` reads.
 
-        return spec_to_equations(self)
+        ``Spec.from_equations(spec.to_equations(), **equation_arguments(spec)) == spec``,
+        with :func:`bayesmix.spec.levels_print.equation_arguments` giving the ``cluster``,
+        ``levels`` or ``crossed`` (and ``diagonal``) to read them with.  Models of three or
+        more levels need every predictor's level (``variable_levels``); their coefficients
+        between level 1 and the top level, which a Spec does not name, are named β (γ at level
+        3 of four) after the γ's below them or their positions.
+
+        Raises
+        ------
+        SpecError
+            If the model cannot be written as level equations (several blocks over one
+            factor, unknown variable levels, ...).
+        """
+        from bayesmix.spec.levels_print import print_levels
+
+        return print_levels(self)
 
     def with_options(self, **changes: object) -> Spec:
         """Return a copy with some fields changed (``priors=``, ``reference=``, ...)."""
