@@ -43,10 +43,22 @@ def _text(title: str, rows: list[tuple[str, str]]) -> str:
 
 # ------------------------------------------------------------------------------- Spec
 def _spec_rows(spec: Any) -> list[tuple[str, str]]:
-    eq = spec.to_equations().splitlines()
-    rows = [("level 1", eq[0])] + [("level 2" if i == 0 else "", line)
-                                   for i, line in enumerate(eq[1:])]
-    rows.append(("cluster", str(spec.cluster)))
+    from bayesmix.errors import SpecError
+
+    try:
+        eq = spec.to_equations().splitlines()
+    except SpecError:  # not expressible as level equations (e.g. nested, levels unknown)
+        eq = []
+    if spec.single_factor and eq:
+        rows = [("level 1", eq[0])] + [("level 2" if i == 0 else "", line)
+                                       for i, line in enumerate(eq[1:])]
+        rows.append(("cluster", str(spec.cluster)))
+    else:
+        rows = [("equations" if i == 0 else "", line) for i, line in enumerate(eq)]
+        for block in spec.random:
+            structure = "" if block.correlated else ", independent"
+            rows.append(("random" if block is spec.random[0] else "",
+                         f"{', '.join(block.names)} over {block.grouping}{structure}"))
     if spec.categorical:
         rows.append(("categorical", ", ".join(spec.categorical)))
     if spec.reference:

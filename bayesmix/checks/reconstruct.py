@@ -23,7 +23,7 @@ class PointEstimates(Protocol):
 
     design: Design
     beta: Any  # (p,)
-    u: Any  # (J, q); with several grouping factors a mapping factor -> (J_g, q_g)
+    u: Any  # (J, q); several grouping factors: ``u_factors``, factor -> (J_g, q_g)
     sigma: float
 
 
@@ -165,7 +165,8 @@ def _reconstruct_factors(result: Fit | PointEstimates, draws_checked: int) -> Re
         source = "posterior means"
     else:
         beta = np.asarray(result.beta, dtype=float).reshape(design.p)
-        us = {name: np.asarray(value, dtype=float) for name, value in result.u.items()}
+        us = {name: np.asarray(value, dtype=float)
+              for name, value in result.u_factors.items()}  # type: ignore[attr-defined]
         table = _factors_table(design, beta, us)
         graph_err, k = None, 0
         source = str(getattr(result, "method", "point estimates"))

@@ -80,6 +80,11 @@ class REMLFit:
         Number of observations n.
     origin : str
         Where an imported fit came from (e.g. ``"lme4::lmer (lme4 1.1.31)"``); ``"bayesmix"``.
+    u_factors : dict of str to DataFrame, or None
+        Conditional modes per grouping factor (units × effects), for designs with several
+        factors or covariance blocks (:mod:`bayesmix.reml.factors`); ``u`` is then empty when
+        there are several factors, and ``sd_u`` / ``corr_u`` run over every effect of every
+        factor.
     """
 
     design: Design | None
@@ -101,6 +106,7 @@ class REMLFit:
     formula: str = ""
     nobs: int = 0
     origin: str = "bayesmix"
+    u_factors: dict[str, pd.DataFrame] | None = None
 
     # ------------------------------------------------------------------ derived
     @property
@@ -124,6 +130,11 @@ class REMLFit:
     def fitted(self) -> np.ndarray:
         """``Xβ̂ + Zû``, shape (n,), from the explicit X and Z of the design."""
         d = self._need_design()
+        if self.u_factors is not None and not d.single_factor:
+            out = d.X @ self.beta.to_numpy()
+            for fe in d.effects:
+                out = out + fe.Z @ self.u_factors[fe.name].to_numpy().reshape(-1)
+            return out
         return d.linear_predictor(self.beta.to_numpy(), self.u.to_numpy())
 
     @property
@@ -174,8 +185,10 @@ class REMLFit:
             ]
         crit = "REML criterion" if self.method == "REML" else "deviance (ML)"
         lines.append(f"{self.method} fit ({self.origin}): {self.formula}")
+        units = (", ".join(f"{k}: {len(v)}" for k, v in self.u_factors.items())
+                 if self.u_factors else f"clusters = {len(self.u)}")
         lines.append(f"  {crit} {self.criterion:.3f}   log-likelihood {self.loglik:.3f}   "
-                     f"n = {self.nobs}, clusters = {len(self.u)}")
+                     f"n = {self.nobs}, {units}")
         fixed = pd.DataFrame({"estimate": self.beta, "SE": self.se,
                               "t": self.beta / self.se})
         lines += ["", "Fixed effects (γ):", fixed.to_string(float_format=lambda v: f"{v:.6g}")]
@@ -222,7 +235,11 @@ def fit_reml(
     method: Literal["REML", "ML"] = "REML",
     start: np.ndarray | None = None,
 ) -> REMLFit:
-    """Fit a two-level model by REML or ML (the numbers of lme4's ``lmer``).
+    """Fit a multilevel model by REML or ML (the numbers of lme4's ``lmer``).
+
+    One grouping factor with one unstructured block: the per-cluster path below.  Several
+    factors (nested or crossed) or covariance blocks (``||``): the blocked penalised least
+    squares of :mod:`bayesmix.reml.blocked` through :mod:`bayesmix.reml.factors`.
 
     Minimises the profiled criterion of Bates et al. (2015) over the relative covariance
     factor θ (lower bound 0 on Λ's diagonal), computed from the per-cluster cross-products
@@ -259,6 +276,12 @@ def fit_reml(
         raise BayesmixError(
             f"fit_reml takes a Spec (with data) or a Design, not {type(spec_or_design).__name__}"
         )
+    if not (design.single_factor and design.effects[0].single_unstructured):
+        if start is not None:
+            raise BayesmixError("start= is only taken for one unstructured block")
+        from bayesmix.reml.factors import fit_reml_factors
+
+        return fit_reml_factors(design, method)
     stats = cluster_stats(design)
     sc = stats.scaling
     start_std = None
