@@ -111,7 +111,8 @@ def _posterior(fit: Any) -> xr.Dataset:
         post = post.to_dataset()
     if not isinstance(post, xr.Dataset):
         raise BayesmixError(f"fit.posterior is a {type(post).__name__}, not an xarray tree")
-    missing = [v for v in (BETA, U, SD_U, SIGMA) if v not in post]
+    needed = (BETA, U, SD_U, SIGMA) if fit.design.single_factor else (BETA, SIGMA)
+    missing = [v for v in needed if v not in post]
     if missing:
         raise BayesmixError(
             f"the posterior lacks {', '.join(missing)}; compare() needs beta, u, sd_u, sigma"
@@ -197,6 +198,10 @@ def compare(fit: Any, reml: REMLFit) -> Comparison:
     correlated random terms one term can borrow from another and the ratio can leave [0, 1].
     """
     design: Design = fit.design
+    if not design.single_factor:
+        from bayesmix.compare_factors import compare_factors
+
+        return compare_factors(fit, reml, _posterior(fit))
     post = _posterior(fit)
     if reml.design is not design:
         reml = align_reml(reml, design)
@@ -226,9 +231,10 @@ def compare(fit: Any, reml: REMLFit) -> Comparison:
     nan_q = np.full(len(rnames), np.nan)
     add(SD_U, [f"sd {r}" for r in rnames], sd, reml.sd_u.to_numpy(), nan_q)
     q = len(rnames)
-    if q > 1 and CORR_U in post:
+    free = design.effects[0].covariance_pattern()  # a || pair is fixed at 0: not compared
+    if q > 1 and CORR_U in post and free[np.tril_indices(q, -1)].any():
         corr = _draws(post[CORR_U]).to_numpy()  # (q, q, S)
-        pairs = [(i, j) for i in range(q) for j in range(i)]
+        pairs = [(i, j) for i in range(q) for j in range(i) if free[i, j]]
         labels = [f"corr {rnames[i]}, {rnames[j]}" for i, j in pairs]
         draws = np.stack([corr[i, j] for i, j in pairs])
         est = np.array([reml.corr_u.iloc[i, j] for i, j in pairs])

@@ -208,3 +208,16 @@ def test_save_and_load_keep_the_factors(nested_fits, tmp_path):
     assert back.spec == fit.spec
     assert [g.name for g in back.design.groupings] == ["batch", "batch:cask"]
     assert bm.reconstruct(back).max_abs_error < 1e-9
+
+
+def test_compare_with_reml_per_factor(nested_fits, pastes):
+    fit = nested_fits["collapsed"]
+    reml = bm.fit_reml(bm.Spec.from_formula("strength ~ 1 + (1 | batch/cask)"), pastes)
+    cmp = bm.compare(fit, reml)
+    assert "sd r0 (Intercept) [batch:cask]" in cmp.table.index
+    assert set(cmp.u_table["factor"]) == {"batch", "batch:cask"}
+    assert len(cmp.u_table) == 10 + 30
+    row = cmp.table.loc["sd r0 (Intercept) [batch:cask]"]
+    assert row["REML"] == pytest.approx(2.90408, rel=1e-4)  # lme4 (tests/reference/multi)
+    assert row["2.5%"] < row["REML"] < row["97.5%"]
+    str(cmp)
