@@ -60,7 +60,9 @@ def _header(fit, source: str) -> str:
 
     design, post = fit.design, fit.posterior
     first = f"Model {fit.spec.name or source}: {fit.spec.to_formula()}"
-    second = (f"n = {design.n}, {design.J} clusters ({fit.spec.cluster}); {fit.likelihood} "
+    units = (f"{design.J} clusters ({fit.spec.cluster})" if design.single_factor else
+             ", ".join(f"{fe.J} {fe.name}" for fe in design.effects))
+    second = (f"n = {design.n}, {units}; {fit.likelihood} "
               f"likelihood, {fit.settings.sampler}, {post.sizes['chain']} chains x "
               f"{post.sizes['draw']} draws")
     lines = textwrap.wrap(first, WIDTH, subsequent_indent="    ")

@@ -87,6 +87,8 @@ def spec_html(spec: Any) -> str:
 
 # ----------------------------------------------------------------------------- Design
 def _design_rows(design: Any) -> list[tuple[str, str]]:
+    if not design.single_factor:
+        return _factor_design_rows(design)
     Z = design.Z
     cluster = design.spec.cluster
     return [
@@ -100,6 +102,27 @@ def _design_rows(design: Any) -> list[tuple[str, str]]:
         ("clusters", elide(design.clusters)),
         ("see", ".X_frame, .Z_frame(), .level2, .y, .X, .Z"),
     ]
+
+
+def _factor_design_rows(design: Any) -> list[tuple[str, str]]:
+    Z = design.Z
+    rows = [
+        ("size", f"n = {design.n} rows, p = {design.p} fixed, "
+                 + ", ".join(f"{fe.J} {fe.name} x {fe.q}" for fe in design.effects)),
+        ("y", f"{design.spec.outcome}: mean {_num(np.mean(design.y))}, "
+              f"sd {_num(np.std(design.y, ddof=1) if design.n > 1 else 0.0)}"),
+        (f"X ({design.n} x {design.p})", elide(design.fixed_names)),
+        (f"Z ({Z.shape[0]} x {Z.shape[1]})",
+         f"sparse, {Z.nnz} non-zeros, [" + " | ".join(f"Z_{fe.name}" for fe in design.effects)
+         + "]"),
+    ]
+    for fe in design.effects:
+        parent = f", within {fe.grouping.parent}" if fe.grouping.parent else ""
+        blocks = "; ".join(f"{', '.join(b.names)} {b.structure}" for b in fe.blocks)
+        rows.append((fe.name, f"{fe.J} units{parent}: {blocks}"))
+        if fe.grouping.note:
+            rows.append(("", fe.grouping.note))
+    return rows
 
 
 def design_text(design: Any) -> str:
