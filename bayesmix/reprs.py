@@ -141,8 +141,11 @@ def design_html(design: Any) -> str:
 def _fit_header(fit: Any) -> tuple[str, str]:
     post = fit.posterior
     title = f"Fit{' ' + repr(fit.spec.name) if fit.spec.name else ''}: {fit.spec.to_formula()}"
+    d = fit.design
+    units = (f"J = {d.J} clusters" if d.single_factor
+             else ", ".join(f"{fe.J} {fe.name}" for fe in d.effects))
     line = (f"{fit.likelihood} likelihood, {fit.settings.sampler}, {post.sizes['chain']} chains "
-            f"x {post.sizes['draw']} draws; n = {fit.design.n}, J = {fit.design.J} clusters")
+            f"x {post.sizes['draw']} draws; n = {d.n}, {units}")
     return title, line
 
 

@@ -174,6 +174,21 @@ class REMLFit:
 
         return f"<pre>{html.escape(self.__str__())}</pre>"
 
+    def _random_lines(self) -> list[str]:
+        """The SDs and correlations, per grouping factor when there are several."""
+        fmt_sd, fmt_r = (lambda v: f"{v:.6g}"), (lambda v: f"{v:.4f}")
+        groups = ({name: list(frame.columns) for name, frame in self.u_factors.items()}
+                  if self.u_factors and len(self.u_factors) > 1 else {"": list(self.sd_u.index)})
+        lines = ["", "Random effects (U):"]
+        for name, labels in groups.items():
+            if name:
+                lines.append(f"over {name}:")
+            lines.append(pd.DataFrame({"SD": self.sd_u[labels]}).to_string(float_format=fmt_sd))
+            if len(labels) > 1:
+                lines += ["Correlations:" if name else "Correlations of U:",
+                          self.corr_u.loc[labels, labels].to_string(float_format=fmt_r)]
+        return lines
+
     def __str__(self) -> str:
         lines = []
         if not self.converged:
@@ -192,11 +207,7 @@ class REMLFit:
         fixed = pd.DataFrame({"estimate": self.beta, "SE": self.se,
                               "t": self.beta / self.se})
         lines += ["", "Fixed effects (γ):", fixed.to_string(float_format=lambda v: f"{v:.6g}")]
-        rand = pd.DataFrame({"SD": self.sd_u})
-        lines += ["", "Random effects (U):", rand.to_string(float_format=lambda v: f"{v:.6g}")]
-        if len(self.sd_u) > 1:
-            lines += ["Correlations of U:",
-                      self.corr_u.to_string(float_format=lambda v: f"{v:.4f}")]
+        lines += self._random_lines()
         lines += [f"Residual SD σ: {self.sigma:.6g}"]
         if self.singular:
             lines += ["", "Note: singular (boundary) fit."]
