@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
@@ -73,11 +74,13 @@ def _forest(subfig, cmp: Comparison) -> None:
 
 def _caterpillar(subfig, cmp: Comparison, max_labels: int) -> None:
     ut = cmp.u_table
-    terms = list(dict.fromkeys(ut["term"]))
-    axes = subfig.subplots(1, len(terms), squeeze=False)[0]
-    cluster_name = cmp.design.spec.cluster
-    for ax, term in zip(axes, terms, strict=True):
-        rows = ut[ut["term"] == term].sort_values("mean")
+    # one panel per random term (and grouping factor, when there are several)
+    factor_of = (ut["factor"] if "factor" in ut else
+                 pd.Series(cmp.design.spec.cluster, index=ut.index))
+    panels = list(dict.fromkeys(zip(factor_of, ut["term"], strict=True)))
+    axes = subfig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (cluster_name, term) in zip(axes, panels, strict=True):
+        rows = ut[(ut["term"] == term) & (factor_of == cluster_name)].sort_values("mean")
         J = len(rows)
         y = np.arange(J)
         ax.hlines(y, rows["2.5%"], rows["97.5%"], color=POSTERIOR_COLOR, lw=1.2 if J > 60 else 2)
@@ -93,12 +96,12 @@ def _caterpillar(subfig, cmp: Comparison, max_labels: int) -> None:
             step = int(np.ceil(J / max_labels))
             ax.set_yticks(y[::step], [str(c) for c in rows["cluster"].iloc[::step]], fontsize=6)
         ax.set_ylim(-1, J)
-        ax.set_title(f"{term} by {cluster_name}", fontsize=9)
-        ax.set_xlabel("u (deviation from the fixed part)", fontsize=8)
+        ax.set_title(f"{term}\nby {cluster_name}", fontsize=9)
+        ax.set_xlabel("u (deviation from\nthe fixed part)", fontsize=8)
+        ax.set_ylabel(f"{cluster_name} (sorted by posterior mean)", fontsize=8)
         ax.tick_params(axis="x", labelsize=8)
         _readable_ticks(ax)
         ax.grid(axis="x", color="0.92")
-    axes[0].set_ylabel(f"{cluster_name} (sorted by posterior mean)", fontsize=8)
 
 
 def _legend(fig) -> None:
