@@ -143,7 +143,8 @@ def _nested(design: Design) -> bool:
     return nesting(design) is not None
 
 
-def _build_factors(design: Design, rp: ResolvedPriors, form: str) -> BuiltModel:
+def _build_factors(design: Design, rp: ResolvedPriors, form: str,
+                   shared: bool = False) -> BuiltModel:
     """Several grouping factors: row-wise (:mod:`bayesmix.build_factors`) or nested collapsed.
 
     The nested collapsed form integrates the innermost level out (:mod:`bayesmix.nested`).
@@ -164,7 +165,8 @@ def _build_factors(design: Design, rp: ResolvedPriors, form: str) -> BuiltModel:
             X_std = sc.standardize(design.atoms, design.y)[0]
             loglik, graph, initvals = factors_rows(design, rp, beta_std, sigma_std, X_std)
         else:
-            loglik, graph, initvals, stats = nested_collapsed(design, rp, beta_std, sigma_std)
+            loglik, graph, initvals, stats = nested_collapsed(design, rp, beta_std, sigma_std,
+                                                              shared=shared)
         graph.update({nt.BETA_STD: beta_std, nt.SIGMA_STD: sigma_std, "loglik": loglik,
                       "initvals": initvals})
     return BuiltModel(model, design, rp, form, stats, graph)  # type: ignore[arg-type]
@@ -205,7 +207,10 @@ def build_model(
     rp = priors if isinstance(priors, ResolvedPriors) else resolve_priors(design, priors)
     sc = rp.scaling
     if not design.single_factor:
-        return _build_factors(design, rp, form)
+        if shared_data and form == "rows":
+            raise SpecError("shared_data=True with several grouping factors needs the nested "
+                            "collapsed form (likelihood='collapsed')")
+        return _build_factors(design, rp, form, shared_data)
     coords = dict(design.coords)
     if form == "rows":
         coords[nt.DIM_ROW] = list(range(design.n))

@@ -107,9 +107,12 @@ def nested_stats(design: Design, scaling: Scaling) -> NestedStats:
 
 
 def nested_collapsed(
-    design: Design, rp: ResolvedPriors, beta_std, sigma_std,
+    design: Design, rp: ResolvedPriors, beta_std, sigma_std, *, shared: bool = False,
 ) -> tuple[Any, dict[str, Any], dict[str, np.ndarray], NestedStats]:
     """The log-likelihood of y with the innermost effects integrated out (module docstring).
+
+    ``shared``: the statistics enter as ``pm.Data("M_nested")``, so that a compiled model
+    takes new data of the same structure (``pm.set_data(nested_data(built, design))``).
 
     Returns
     -------
@@ -145,7 +148,7 @@ def nested_collapsed(
         graph[f"{nt.U_STD}_{g}"] = u_std
         gathered.append(u_std[maps[:, outer.index(fe)]])
     uo = pt.concatenate(gathered, axis=1)  # (J, q_o)
-    M = pt.as_tensor_variable(st.M)
+    M = pm.Data("M_nested", st.M) if shared else pt.as_tensor_variable(st.M)
     n = pt.as_tensor_variable(st.n.astype(float))
     yy = M[:, -1, -1]
     Oy = M[:, po, -1]
@@ -166,6 +169,15 @@ def nested_collapsed(
     pm.Potential("loglik_nested", loglik)
     graph["loglik"] = loglik
     return loglik, graph, init, st
+
+
+def nested_data(built: Any, design: Design) -> dict[str, np.ndarray]:
+    """New statistics for a shared-data nested model, on the model's standardised scale.
+
+    ``design`` must have the model's structure (units, their nesting and p, q); the
+    statistics are those of its rows.  Returns ``{"M_nested": ...}`` for ``pm.set_data``.
+    """
+    return {"M_nested": nested_stats(design, built.scaling).M}
 
 
 def _sd_offsets(design: Design) -> dict[str, np.ndarray]:
