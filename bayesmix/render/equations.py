@@ -111,6 +111,14 @@ class Equations:
     spec : Spec
     design : Design or None
     estimates : Estimates or None
+
+    Notes
+    -----
+    With several grouping factors (:mod:`bayesmix.render.factors`) the levels are written in
+    Raudenbush & Bryk's notation when the factors are nested (π, β, γ; r, u, v), with one
+    index per factor when crossed; ``matrix_cluster`` shows one unit of the level-3 (or first
+    crossed) factor with the inner factor's units, and ``matrix`` partitions Z by factor,
+    ``Y = Xβ + Σ_g Z_(g) u_(g) + e``; the distributions give one T_(g) per factor.
     """
 
     levels: Form
@@ -196,12 +204,13 @@ def equations(
         The model; defaults to ``fit.spec`` / the spec of ``reml``'s design.
     data : DataFrame or Design, optional
         With data, categorical predictors show their coded columns, the whole-data matrix
-        form shows the design's X (n, p) and Z (n, J·q) with numbers and the priors are the
-        autoscaled ones; without, everything is symbolic.
+        form shows the design's X (n, p) and Z (n, J·q; one part per grouping factor) with
+        numbers and the priors are the autoscaled ones; without, everything is symbolic.
     fit : Fit, optional
-        Substitute posterior means (γ, U, T, σ; T from the means of ``sd_u``, ``corr_u``).
+        Substitute posterior means (γ, U, T, σ; T from the means of ``sd_u``, ``corr_u``, or
+        of ``u_<factor>``, ``sd_u_<factor>``, ``corr_u_<factor>`` with several factors).
     reml : REMLFit, optional
-        Substitute REML estimates instead.
+        Substitute REML estimates instead (with several factors, its ``u_factors``).
     max_rows : int
         The whole-data matrices show every row up to this many; past it, the first
         ``max_clusters - 1`` clusters and the last, each shortened with ⋮.
@@ -250,12 +259,17 @@ def equations(
         max_clusters=int(max_clusters),
         grouping=grouping,
     )
+    if len(spec.groupings) > 1:
+        from bayesmix.render import factors, factors_dist, factors_matrix
+
+        builders = (factors.levels, factors.combined, factors_matrix.matrix_unit,
+                    factors_matrix.matrix, factors_dist.distributions)
+    else:
+        builders = (forms.levels, forms.combined, forms.matrix_cluster, forms.matrix,
+                    forms.distributions)
+    built = [Form(build(ctx)) for build in builders]
     return Equations(
-        levels=Form(forms.levels(ctx)),
-        combined=Form(forms.combined(ctx)),
-        matrix_cluster=Form(forms.matrix_cluster(ctx)),
-        matrix=Form(forms.matrix(ctx)),
-        distributions=Form(forms.distributions(ctx)),
+        *built,
         spec=spec,
         design=design,
         estimates=est,

@@ -345,6 +345,7 @@ def levels(ctx: Context) -> FormIR:
         Symbol("y"), Text(f": {ctx.spec.outcome}; clusters "), Symbol("j"),
         Text(f": {ctx.spec.cluster}"),
     )))
+    blocks.extend(_independence_note(ctx))
     blocks.extend(_source_note(ctx, Symbol("gamma")))
     return FormIR("levels", "Level-1 and level-2 equations", tuple(blocks))
 
@@ -726,7 +727,52 @@ def _sd(col: _Column) -> ir.Node:
     return ir.Call("sd", (Symbol("U", parts),))
 
 
-def _t_note(st: _Structure) -> Note:
+def _blocks(ctx: Context) -> list[tuple[list[_Column], bool]]:
+    """The covariance blocks of the one factor's effects: (columns, correlated)."""
+    st = ctx.structure
+    out = []
+    for term in ctx.spec.random:
+        names = set(term.names)
+        cols = [c for c in st.random if (c.random or "").split("[", 1)[0] in names]
+        if cols:
+            out.append((cols, term.correlated))
+    return out or [(list(st.random), True)]
+
+
+def _independence_note(ctx: Context) -> list[Note]:
+    """With ``||`` or several blocks: which effects are independent (T (block-)diagonal)."""
+    blocks = _blocks(ctx)
+    if len(ctx.structure.random) < 2 or (len(blocks) == 1 and blocks[0][1]):
+        return []
+    groups = [g for cols, corr in blocks for g in ([cols] if corr else [[c] for c in cols])]
+    parts: list[ir.Node] = []
+    for k, g in enumerate(groups):
+        parts += [Text(", ")] if k else []
+        parts += [Text("(")] if len(g) > 1 else []
+        for i, c in enumerate(g):
+            parts += [*([Text(", ")] if i else []), u_sym(c)]
+        parts += [Text(")")] if len(g) > 1 else []
+    shape = "diagonal" if all(len(g) == 1 for g in groups) else "block-diagonal"
+    return [Note((*parts, Text(f" independent (T {shape})")))]
+
+
+def _corr_priors(ctx: Context, eta: float) -> list[ir.Block]:
+    """One LKJ prior per correlated block of two or more effects."""
+    out: list[ir.Block] = []
+    blocks = _blocks(ctx)
+    for cols, correlated in blocks:
+        if correlated and len(cols) > 1:
+            arg: tuple[ir.Node, ...] = (
+                (Symbol("U", (Ident("j"),), bold=True),) if len(blocks) == 1
+                else tuple(u_sym(c) for c in cols))
+            out.append(Equation(ir.Call("corr", arg),
+                                ir.Call("LKJ", (Keyword(Symbol("eta"), Num(eta, 4)),)),
+                                rel="~"))
+    return out
+
+
+def _t_note(ctx: Context) -> Note:
+    st = ctx.structure
     q = len(st.random)
     if q == 1:
         cov: ir.Node = ir.Call("Var", (u_sym(st.random[0]),))
@@ -734,6 +780,10 @@ def _t_note(st: _Structure) -> Note:
     else:
         cov = ir.Call("Cov", (Symbol("U", (Ident("j"),), bold=True),))
         shape = f", {q} by {q}"
+        blocks = _blocks(ctx)
+        if not (len(blocks) == 1 and blocks[0][1]):
+            diagonal = all(not c or len(cols) == 1 for cols, c in blocks)
+            shape += ", diagonal" if diagonal else ", block-diagonal"
     return Note((Symbol("T"), Text(" = "), cov,
                  Text(f"{shape}, independent across clusters "), Symbol("j")))
 
@@ -752,7 +802,7 @@ def distributions(ctx: Context) -> FormIR:
     blocks: list[ir.Block] = [
         Equation(_u_vector(st), ir.Call("N", (zero, Symbol("T"))), rel="~",
                  label="Random effects",
-                 notes=(_t_note(st),)),
+                 notes=(_t_note(ctx),)),
         Equation(eps_sym(), ir.Call("N", (Num(0.0), ir.Power(Symbol("sigma"), Num(2.0)))),
                  rel="~", label="Residuals"),
     ]
@@ -772,7 +822,6 @@ def distributions(ctx: Context) -> FormIR:
 
 
 def _priors(ctx: Context) -> list[ir.Block]:
-    st = ctx.structure
     resolved: ResolvedPriors | None = None
     if ctx.estimates is not None and ctx.estimates.priors is not None:
         resolved = ctx.estimates.priors
@@ -781,13 +830,14 @@ def _priors(ctx: Context) -> list[ir.Block]:
 
         resolved = resolve_priors(ctx.design, ctx.spec.priors)
     if resolved is not None:
-        return _priors_resolved(st, resolved)
+        return _priors_resolved(ctx, resolved)
     return _priors_symbolic(ctx)
 
 
-def _priors_resolved(st: _Structure, pri: ResolvedPriors) -> list[ir.Block]:
+def _priors_resolved(ctx: Context, pri: ResolvedPriors) -> list[ir.Block]:
     from bayesmix.priors import Prior
 
+    st = ctx.structure
     out: list[ir.Block] = []
     alpha = None
     for k, (_, g) in enumerate(st.fixed):
@@ -801,11 +851,7 @@ def _priors_resolved(st: _Structure, pri: ResolvedPriors) -> list[ir.Block]:
                             label="Priors" if k == 0 else None))
     for col in st.random:
         out.append(Equation(_sd(col), _prior_node(pri.sd_u, col.random_index), rel="~"))
-    if len(st.random) > 1:
-        out.append(Equation(
-            ir.Call("corr", (Symbol("U", (Ident("j"),), bold=True),)),
-            ir.Call("LKJ", (Keyword(Symbol("eta"), Num(pri.eta, 4)),)), rel="~",
-        ))
+    out += _corr_priors(ctx, pri.eta)
     out.append(Equation(Symbol("sigma"), _prior_node(pri.sigma), rel="~"))
     if alpha is not None:
         out.append(_alpha_note())
@@ -872,12 +918,7 @@ def _priors_symbolic(ctx: Context) -> list[ir.Block]:
             rhs = ir.Call("HalfStudentT", (Keyword(Symbol("nu"), Num(3.0)),
                                            Keyword(Symbol("sigma"), scale)))
         out.append(Equation(_sd(col), rhs, rel="~"))
-    if len(st.random) > 1:
-        eta = user.eta if user is not None else 2.0
-        out.append(Equation(
-            ir.Call("corr", (Symbol("U", (Ident("j"),), bold=True),)),
-            ir.Call("LKJ", (Keyword(Symbol("eta"), Num(eta, 4)),)), rel="~",
-        ))
+    out += _corr_priors(ctx, user.eta if user is not None else 2.0)
     if user is not None and user.sigma is not None:
         sig_rhs = _prior_node(user.sigma)
     else:
@@ -886,10 +927,12 @@ def _priors_symbolic(ctx: Context) -> list[ir.Block]:
     out.append(Equation(Symbol("sigma"), sig_rhs, rel="~"))
     if alpha is not None:
         out.append(_alpha_note())
+    blocks = _blocks(ctx)
+    centred = ("the SD of the random intercept is that at the means of the random-slope "
+               "variables; " if len(blocks) == 1 and blocks[0][1] else "")
     out.append(Note((
         s_y, Text(": SD of y; "), Symbol("s", (Ident("k"),)),
-        Text(": SD of a column of X (or of Z); the SD of the random intercept is that at the "
-             "means of the random-slope variables; the numbers come from the data (pass "
+        Text(f": SD of a column of X (or of Z); {centred}the numbers come from the data (pass "
              "data= to see them)"),
     )))
     return out

@@ -22,7 +22,7 @@ from typing import Literal
 #: Greek letter names a :class:`Symbol` may use as its base.
 GREEK = (
     "alpha", "beta", "gamma", "delta", "epsilon", "eta", "lambda", "mu", "nu", "sigma", "tau",
-    "Sigma", "Omega",
+    "Sigma", "Omega", "pi", "theta",
 )
 
 

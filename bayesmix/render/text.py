@@ -16,6 +16,7 @@ from bayesmix.render import ir
 _GREEK = {
     "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "eta": "η",
     "lambda": "λ", "mu": "μ", "nu": "ν", "sigma": "σ", "tau": "τ", "Sigma": "Σ", "Omega": "Ω",
+    "pi": "π", "theta": "θ",
 }
 _SUPERSCRIPT = str.maketrans("0123456789-+", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺")
 _DOTS = {"v": "⋮", "h": "⋯", "d": "⋱"}
