@@ -96,6 +96,8 @@ class FakeFit:
 def fake_fit(design: Design, *, seed: int = 1, chains: int = 2, draws: int = 50) -> FakeFit:
     """A fit whose posterior holds random draws of beta, u, sd_u, corr_u and sigma."""
     rng = np.random.default_rng(seed)
+    if not design.single_factor:
+        return _fake_factor_fit(design, rng, chains, draws)
     p, J, q = design.p, design.J, design.q
     scale = np.std(design.y)
     corr = np.broadcast_to(np.eye(q), (chains, draws, q, q)).copy()
@@ -118,6 +120,30 @@ def fake_fit(design: Design, *, seed: int = 1, chains: int = 2, draws: int = 50)
             "random": list(design.random_names), "random2": list(design.random_names),
         },
     )
+    return FakeFit(spec=design.spec, design=design, posterior=xr.DataTree(dataset=ds))
+
+
+def _fake_factor_fit(design: Design, rng, chains: int, draws: int) -> FakeFit:
+    """The posterior layout of several grouping factors: u_<g>, sd_u_<g>, corr_u_<g>."""
+    scale = np.std(design.y)
+    data: dict[str, Any] = {
+        "beta": (("chain", "draw", "fixed"), rng.normal(0, scale, (chains, draws, design.p))),
+        "sigma": (("chain", "draw"), np.abs(rng.normal(scale, 0.1, (chains, draws)))),
+    }
+    coords: dict[str, Any] = {"chain": np.arange(chains), "draw": np.arange(draws),
+                              "fixed": list(design.fixed_names)}
+    for fe in design.effects:
+        eff, eff2 = f"random_{fe.name}", f"random2_{fe.name}"
+        coords.update({fe.name: list(fe.grouping.levels), eff: list(fe.labels),
+                       eff2: list(fe.labels)})
+        data[f"u_{fe.name}"] = (("chain", "draw", fe.name, eff),
+                                rng.normal(0, scale / 3, (chains, draws, fe.J, fe.q)))
+        data[f"sd_u_{fe.name}"] = (("chain", "draw", eff),
+                                   np.abs(rng.normal(scale, 0.1, (chains, draws, fe.q))))
+        if fe.q > 1:
+            corr = np.broadcast_to(np.eye(fe.q), (chains, draws, fe.q, fe.q)).copy()
+            data[f"corr_u_{fe.name}"] = (("chain", "draw", eff, eff2), corr)
+    ds = xr.Dataset(data, coords=coords)
     return FakeFit(spec=design.spec, design=design, posterior=xr.DataTree(dataset=ds))
 
 
