@@ -29,6 +29,8 @@ from bayesmix.reml.io import align_reml
 from bayesmix.reml.result import REMLFit
 from bayesmix.stats import cluster_stats
 
+DRAWS_DIM = "(chain, draw)"
+"""The stacked chain × draw dimension (not a valid column name of a formula)."""
 AGREES = "agrees"
 DIFFERS = "differs by more than one posterior sd"
 NO_VERDICT_UNCONVERGED = "no verdict: the REML fit did not converge"
@@ -123,7 +125,8 @@ def _posterior(fit: Any) -> xr.Dataset:
 def _draws(da: xr.DataArray) -> xr.DataArray:
     """Stack chain × draw into one ``sample`` dimension (the last)."""
     dims = [d for d in ("chain", "draw") if d in da.dims]
-    return da.stack(sample=dims).transpose(..., "sample")
+    # the stacked dim's name must not be a grouping factor's (a column may be called "sample")
+    return da.stack({DRAWS_DIM: dims}).transpose(..., DRAWS_DIM)
 
 
 def _summ(x: np.ndarray) -> dict[str, np.ndarray]:

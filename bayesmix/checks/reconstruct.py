@@ -244,12 +244,14 @@ def factors_graph_check(fit: Fit, draws: int) -> tuple[float, int]:
     design = fit.design
     built = fit.built or build_model(design, fit.priors, likelihood=fit.likelihood)
     in_graph = factors_loglik_function(built)
-    flat = fit.posterior.to_dataset().stack(sample=("chain", "draw"))
-    total = flat.sizes["sample"]
+    from bayesmix.compare import DRAWS_DIM
+
+    flat = fit.posterior.to_dataset().stack({DRAWS_DIM: ("chain", "draw")})
+    total = flat.sizes[DRAWS_DIM]
     picks = np.linspace(0, total - 1, num=min(draws, total)).astype(int)
     worst = 0.0
     for s in picks:
-        point = flat.isel(sample=int(s))
+        point = flat.isel({DRAWS_DIM: int(s)})
         beta = point[nt.BETA].transpose(nt.DIM_FIXED).to_numpy()
         sigma = float(point[nt.SIGMA])
         us, covs = {}, {}
