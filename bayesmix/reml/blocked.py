@@ -373,7 +373,7 @@ def fit_blocked(
     prob = BlockedProblem(X, y, blocks)
     first = prob.start if start is None else np.asarray(start, dtype=float)
     opt = minimize_criterion(lambda th: prob.criterion(th, method), prob.lower, first,
-                             base=prob.start)
+                             base=prob.start, trust_region=True)
     sol = prob.solve(opt.theta)
     if sol is None or not np.isfinite(opt.criterion):
         raise BayesmixError(
