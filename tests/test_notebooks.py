@@ -18,6 +18,7 @@ EXPECTED = [
     "02_level_equations_to_mixed_form",
     "03_hsb_cross_level",
     "04_sleepstudy_correlated_slopes",
+    "05_three_levels_and_crossed",
 ]
 CELL_TIMEOUT = 900  # seconds per cell; a cold PyTensor compile cache makes the first fits slow
 
