@@ -55,3 +55,39 @@ def test_fixed_effects_agree_with_lme4(name, fitted_model):
     sd = beta.std(("chain", "draw")).to_numpy()
     z = (mean - ref.beta.to_numpy()) / sd
     assert np.all(np.abs(z) < 0.5), dict(zip(fit.design.fixed_names, z, strict=True))
+
+
+# Pinned lme4 fits (tests/reference/multi, REML JSON version 2) of the several-factor models.
+MULTI_REFERENCE = {
+    "pastes_nested": "pastes_reml.json",
+    "penicillin_crossed": "penicillin_reml.json",
+    "sleepstudy_uncorrelated": "sleepstudy_uncorr_reml.json",
+    "egsingle_three_level": "egsingle_3level_reml.json",
+}
+
+
+@pytest.mark.parametrize("name", sorted(MULTI_REFERENCE))
+def test_several_factor_models_agree_with_lme4(name, fitted_model):
+    import json
+
+    fit = fitted_model(name)
+    ref = json.loads((ROOT / "tests" / "reference" / "multi" / MULTI_REFERENCE[name]).read_text())
+    post = fit.posterior
+    beta = post["beta"]
+    terms = list(fit.design.fixed_terms)
+    for row in ref["fixed"]:
+        draws = beta.isel(fixed=terms.index(row["term"])).to_numpy().ravel()
+        assert abs(draws.mean() - row["estimate"]) < 0.5 * draws.std(), row["term"]
+    for block in ref["random"]:
+        for term, sd in zip(block["terms"], block["sd"], strict=True):
+            if fit.design.single_factor:
+                k = list(fit.design.random_terms).index(term)
+                draws = post["sd_u"].isel(random=k).to_numpy().ravel()
+            else:
+                fe = fit.design.factor(block["group"])
+                col = next(c for b in fe.blocks for c, t in zip(b.columns, b.terms, strict=True)
+                           if t == term)
+                draws = post[f"sd_u_{fe.name}"].isel({f"random_{fe.name}": col})
+                draws = draws.to_numpy().ravel()
+            lo, hi = np.quantile(draws, [0.025, 0.975])
+            assert lo < sd < hi, (block["group"], term, sd, lo, hi)
