@@ -118,8 +118,8 @@ def nested_collapsed(
     -------
     loglik, graph, initvals, stats
     """
-    from bayesmix.build import woodbury_loglik
     from bayesmix.build_factors import block_cholesky, factor_dims, store_covariance
+    from bayesmix.collapsed import woodbury_loglik
 
     sc = rp.scaling
     s_y = sc.y_scale
@@ -209,7 +209,7 @@ def draw_inner_effects(
     -------
     ndarray, shape (D, J, q)
     """
-    from bayesmix.build import draw_u_conditional
+    from bayesmix.collapsed import draw_u_conditional
 
     inner, outer, maps = nesting(design)  # type: ignore[misc]
     s_y = scaling.y_scale

@@ -13,8 +13,9 @@ import pymc as pm
 import xarray as xr
 
 from bayesmix import notation as nt
-from bayesmix.build import BuiltModel, draw_u_conditional
+from bayesmix.build import BuiltModel
 from bayesmix.build_factors import COV_RV, SD_RV
+from bayesmix.collapsed import draw_u_conditional
 from bayesmix.errors import SpecError
 from bayesmix.fit_result import Fit
 from bayesmix.settings import SamplerSettings

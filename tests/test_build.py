@@ -8,8 +8,8 @@ import pytest
 from scipy import integrate, stats
 
 from bayesmix import Spec, build_design, build_model, cluster_stats
-from bayesmix.build import draw_u_conditional
 from bayesmix.checks.reconstruct import cluster_blocks, explicit_loglik, loglik_function
+from bayesmix.collapsed import draw_u_conditional
 
 ROOT_DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "data"
 
