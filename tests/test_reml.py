@@ -291,8 +291,10 @@ def test_non_convergence_is_flagged(monkeypatch, sleep_design):
         return optimize.OptimizeResult(x=np.asarray(x0, float), fun=fun(np.asarray(x0, float)),
                                        success=False, nfev=1)
 
-    monkeypatch.setattr(profiled.optimize, "minimize", stuck)
-    monkeypatch.setattr(profiled, "_NEWTON_POLISH", False)
+    from bayesmix.reml import optimize as reml_optimize
+
+    monkeypatch.setattr(reml_optimize.optimize, "minimize", stuck)
+    monkeypatch.setattr(reml_optimize, "_NEWTON_POLISH", False)
     fit = fit_reml(sleep_design)
     assert not fit.converged
     assert "did not converge" in fit.messages[0]

@@ -55,10 +55,10 @@ import scipy.sparse as sp
 from scipy import linalg
 
 from bayesmix.errors import BayesmixError
+from bayesmix.reml.optimize import minimize_criterion
 from bayesmix.reml.profiled import (
     Method,
     PLSSolution,
-    minimize_criterion,
     theta_index,
     theta_lower_bounds,
     theta_start,
@@ -353,7 +353,7 @@ def fit_blocked(
     """Fit ``y = Xβ + Σ_b Z_b b_b + ε`` by REML or ML (lme4's ``lmer`` numbers).
 
     Minimises the profiled criterion (module docstring) with
-    :func:`bayesmix.reml.profiled.minimize_criterion` from lme4's start Λ_b = I (or ``start``).
+    :func:`bayesmix.reml.optimize.minimize_criterion` from lme4's start Λ_b = I (or ``start``).
 
     Parameters
     ----------
