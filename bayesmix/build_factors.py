@@ -28,7 +28,8 @@ import pytensor.tensor as pt
 from bayesmix import notation as nt
 from bayesmix.design import Design
 from bayesmix.design.terms import FactorEffects, RandomBlock
-from bayesmix.priors import Prior, ResolvedPriors, factor_column_scale
+from bayesmix.priors import Prior, ResolvedPriors
+from bayesmix.scaling import factor_column_scale
 
 COV_RV = "chol_cov_u"
 SD_RV = "sd_u_std"

@@ -32,8 +32,8 @@ import pytensor.tensor as pt
 from bayesmix import notation as nt
 from bayesmix.design import Design
 from bayesmix.design.terms import FactorEffects
-from bayesmix.priors import ResolvedPriors, factor_column_scale
-from bayesmix.scaling import Scaling
+from bayesmix.priors import ResolvedPriors
+from bayesmix.scaling import Scaling, factor_column_scale
 from bayesmix.stats import ClusterStats, grouped_gram
 
 

@@ -354,3 +354,22 @@ class Scaling:
             y_center=float(values["y_center"]),
             y_scale=float(values["y_scale"]),
         )
+
+
+def random_column_scale(design: Any) -> np.ndarray:
+    """Scale of each random effect's level-1 column (the SD priors' divisor), all factors.
+
+    One factor: ``design.scaling.z_column_scale``.  Several: each column's root mean square
+    (no centring across a factor's effects: :mod:`bayesmix.build_factors`).
+    """
+    if design.single_factor:
+        return design.scaling.z_column_scale
+    return np.concatenate([factor_column_scale(fe.Zq) for fe in design.effects])
+
+
+def factor_column_scale(Zq: np.ndarray) -> np.ndarray:
+    """Root mean square of each column, 1 where a column is 0: shape (q,)."""
+    rms = np.sqrt(np.mean(np.asarray(Zq, dtype=float) ** 2, axis=0)) if len(Zq) else None
+    if rms is None:
+        return np.ones(Zq.shape[1])
+    return np.where(rms > 0, rms, 1.0)

@@ -186,7 +186,7 @@ def factors_loglik_function(built: Any):
     import pytensor
     from pytensor.graph.replace import graph_replace
 
-    from bayesmix.priors import factor_column_scale
+    from bayesmix.scaling import factor_column_scale
 
     design = built.design
     graph = built.graph

@@ -24,9 +24,9 @@ import scipy.sparse as sp
 
 from bayesmix.design import Design
 from bayesmix.errors import BayesmixError
-from bayesmix.priors import factor_column_scale
 from bayesmix.reml.blocked import BlockArrays, fit_blocked
 from bayesmix.reml.profiled import theta_from_covariance
+from bayesmix.scaling import factor_column_scale
 
 
 def _block_z(Zq: np.ndarray, index: np.ndarray, J: int) -> sp.csr_array:
