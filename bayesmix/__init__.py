@@ -1,4 +1,4 @@
-"""bayesmix: Bayesian two-level models written as level-1 / level-2 equations.
+"""bayesmix: Bayesian multilevel models written as level equations (two, three or more levels).
 
 The pipeline (each stage a plain function with a frozen result)::
 
@@ -41,7 +41,7 @@ from bayesmix.render import Equations, equations
 from bayesmix.sampling import CompiledModel, SamplingInterrupted, compile_model, sample
 from bayesmix.scaling import Scaling
 from bayesmix.settings import SamplerSettings
-from bayesmix.spec import Coefficient, Gamma, Spec
+from bayesmix.spec import Coefficient, Gamma, RandomTerm, Spec
 from bayesmix.stats import ClusterStats, cluster_stats, stream_cluster_stats
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "REMLConvergenceError",
     "REMLFit",
     "REMLFormatError",
+    "RandomTerm",
     "Reconstruction",
     "ResolvedPriors",
     "SamplerSettings",
