@@ -225,3 +225,34 @@ def draw_inner_effects(
     u_std = draw_u_conditional(st.inner_stats(scaling), beta_std, chol_std, sigma_std, rng,
                                offset=offset)
     return s_y * u_std / factor_column_scale(inner.Zq)
+
+
+def draw_inner_posterior(built: Any, random_seed: int | None, post: Any) -> Any:
+    """Add ``u_<innermost factor>`` to a posterior of the nested collapsed form.
+
+    The innermost effects of every draw come from their exact conditional
+    (:func:`draw_inner_effects`), with the random stream ``[random_seed, 1]``.
+    """
+    from bayesmix.build_factors import factor_dims
+
+    design = built.design
+    inner, outer, _ = nesting(design)  # type: ignore[misc]
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    flat = chains * draws
+
+    def values(name: str, *dims: str) -> np.ndarray:
+        da = post[name].transpose("chain", "draw", *dims)
+        return da.to_numpy().reshape(flat, *da.shape[2:])
+
+    g = design.effects.index(inner)
+    outer_u = {fe.name: values(f"{nt.U}_{fe.name}", *factor_dims(fe)[:2]) for fe in outer}
+    beta_std = (values(nt.BETA_STD, nt.DIM_FIXED) if nt.BETA_STD in post
+                else np.zeros((flat, 0)))
+    chol = values(f"{nt.CHOL_STD}_{g}", *factor_dims(inner)[1:])
+    rng = np.random.default_rng(None if random_seed is None else [random_seed, 1])
+    u = draw_inner_effects(design, built.stats, built.scaling, beta_std, chol,  # type: ignore
+                           values(nt.SIGMA_STD), outer_u, rng)
+    unit, eff, _ = factor_dims(inner)
+    post[f"{nt.U}_{inner.name}"] = (("chain", "draw", unit, eff),
+                                    u.reshape(chains, draws, inner.J, inner.q))
+    return post

@@ -309,7 +309,11 @@ def _assemble(
     design = built.design
     if not design.single_factor:
         if built.likelihood == "collapsed":
-            post = _draw_inner(built, settings, post, timings)
+            from bayesmix.nested import draw_inner_posterior
+
+            start = time.perf_counter()
+            post = draw_inner_posterior(built, settings.random_seed, post)
+            timings["u_draws"] = time.perf_counter() - start
         return _fit(built, settings, idata, _factors_posterior(post, design), timings)
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     beta = post[nt.BETA].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()
@@ -364,38 +368,6 @@ def _internal(name: str) -> bool:
     return name in {nt.U_OFFSET, nt.BETA_STD, nt.SIGMA_STD, nt.CHOL_STD, nt.U_STD} or (
         name.startswith((COV_RV, SD_RV, f"{nt.U_OFFSET}_"))
     )
-
-
-def _draw_inner(built: BuiltModel, settings: SamplerSettings, post: xr.Dataset,
-                timings: dict[str, float]) -> xr.Dataset:
-    """Nested collapsed form: the innermost effects from their exact conditional per draw."""
-    from bayesmix.build_factors import factor_dims
-    from bayesmix.nested import draw_inner_effects, nesting
-
-    start = time.perf_counter()
-    design = built.design
-    inner, outer, _ = nesting(design)  # type: ignore[misc]
-    chains, draws = post.sizes["chain"], post.sizes["draw"]
-    flat = chains * draws
-
-    def values(name: str, *dims: str) -> np.ndarray:
-        da = post[name].transpose("chain", "draw", *dims)
-        return da.to_numpy().reshape(flat, *da.shape[2:])
-
-    g = design.effects.index(inner)
-    outer_u = {fe.name: values(f"{nt.U}_{fe.name}", *factor_dims(fe)[:2]) for fe in outer}
-    beta_std = (values(nt.BETA_STD, nt.DIM_FIXED) if nt.BETA_STD in post
-                else np.zeros((flat, 0)))
-    chol = values(f"{nt.CHOL_STD}_{g}", *factor_dims(inner)[1:])
-    rng = np.random.default_rng(None if settings.random_seed is None
-                                else [settings.random_seed, 1])
-    u = draw_inner_effects(design, built.stats, built.scaling, beta_std, chol,  # type: ignore
-                           values(nt.SIGMA_STD), outer_u, rng)
-    unit, eff, _ = factor_dims(inner)
-    post[f"{nt.U}_{inner.name}"] = (("chain", "draw", unit, eff),
-                                    u.reshape(chains, draws, inner.J, inner.q))
-    timings["u_draws"] = time.perf_counter() - start
-    return post
 
 
 def _factors_posterior(post: xr.Dataset, design) -> xr.Dataset:
