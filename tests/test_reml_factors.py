@@ -54,7 +54,7 @@ def _check(fit, ref, sd_rtol=1e-5):
     design = fit.design
     for block in ref["random"]:
         fe = design.factor(block["group"])
-        term_of = dict(zip(fe.labels, _terms(fe), strict=True))
+        term_of = dict(zip(fe.labels, fe.terms, strict=True))
         labels = [next(lab for lab, t in term_of.items() if t == term) for term in block["terms"]]
         sd = fit.sd_u[labels].to_numpy()
         np.testing.assert_allclose(sd, block["sd"], rtol=sd_rtol)
@@ -62,18 +62,10 @@ def _check(fit, ref, sd_rtol=1e-5):
         np.testing.assert_allclose(corr, block["corr"], atol=1e-5)
     for modes in ref["modes"]:
         fe = design.factor(modes["group"])
-        term_of = dict(zip(_terms(fe), fe.labels, strict=True))
+        term_of = dict(zip(fe.terms, fe.labels, strict=True))
         ours = fit.u_factors[fe.name].loc[modes["levels"], [term_of[t] for t in modes["terms"]]]
         scale = np.abs(np.asarray(modes["values"])).max()
         np.testing.assert_allclose(ours.to_numpy(), modes["values"], atol=1e-5 * scale)
-
-
-def _terms(fe):
-    out = [""] * fe.q
-    for block in fe.blocks:
-        for c, term in zip(block.columns, block.terms, strict=True):
-            out[c] = term
-    return out
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

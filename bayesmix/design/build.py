@@ -321,7 +321,7 @@ def build_design(
     Zq = np.column_stack([c.values for c in random_cols])
     effects = _factor_effects(cols_, groupings, atom_names)
     for fe in effects:
-        validate.check_random_slopes(spec, fe.Zq, fe.labels, _terms(fe), fe.grouping.index,
+        validate.check_random_slopes(spec, fe.Zq, fe.labels, fe.terms, fe.grouping.index,
                                      factor=fe.name)
         if n <= fe.J * fe.q:
             raise DataError(
@@ -382,14 +382,6 @@ def build_design(
 
 def _columns_of(spec: Spec, grouping: str) -> tuple[str, ...]:
     return next(t.factor for t in spec.random if t.grouping == grouping)
-
-
-def _terms(fe: FactorEffects) -> tuple[str, ...]:
-    out = [""] * fe.q
-    for block in fe.blocks:
-        for c, term in zip(block.columns, block.terms, strict=True):
-            out[c] = term
-    return tuple(out)
 
 
 def _factor_effects(cols_, groupings, atom_names) -> tuple[FactorEffects, ...]:

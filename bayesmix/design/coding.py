@@ -214,6 +214,7 @@ def model_columns(spec: Spec, coder: Coder) -> ModelColumns:
     random_names: list[str] = []
     random_terms: list[str] = []
     random_base: list[str] = []
+    random_effects: list[str] = []  # effect names, "U2[Catholic]"
     for coef in spec.coefficients:
         cols = coder.product(coef.variables)
         for col in cols:
@@ -229,6 +230,7 @@ def model_columns(spec: Spec, coder: Coder) -> ModelColumns:
                 )
                 random_terms.append(col.name)
                 random_base.append(coef.random)
+                random_effects.append(coef.random + _suffix(col.levels, len(cols) > 1))
             else:
                 random_of_level1.append(-1)
     x_cols: list[np.ndarray] = []
@@ -257,7 +259,8 @@ def model_columns(spec: Spec, coder: Coder) -> ModelColumns:
                 g_entries.append((l1_index[(coef.name, a.name)], k, b.values))
     n = len(coder.data)
     X = np.column_stack(x_cols) if x_cols else np.zeros((n, 0))
-    factors = _factor_columns(spec, coder, random_cols, tuple(random_names), random_base)
+    factors = _factor_columns(spec, coder, random_cols, tuple(random_names), random_base,
+                              random_effects)
     atoms = {c.name: c.values for cols in coder.cache.values() for c in cols}
     return ModelColumns(
         X=X,
@@ -279,7 +282,7 @@ def model_columns(spec: Spec, coder: Coder) -> ModelColumns:
 
 def _factor_columns(
     spec: Spec, coder: Coder, cluster_cols: list[_Column], cluster_labels: tuple[str, ...],
-    cluster_base: list[str],
+    cluster_base: list[str], cluster_names: list[str],
 ) -> tuple[FactorColumns, ...]:
     """Every grouping factor's coded random columns (``cluster``'s in coefficient order)."""
     out: dict[str, tuple[list[_Column], list[str], list]] = {}
@@ -289,7 +292,7 @@ def _factor_columns(
                 block.grouping, (list(cluster_cols), list(cluster_labels), [])
             )
             pos = tuple(i for i, b in enumerate(cluster_base) if b in block.names)
-            blocks.append((tuple(labels[i].split(" ", 1)[0] for i in pos),
+            blocks.append((tuple(cluster_names[i] for i in pos),
                            tuple(cols[i].name for i in pos), pos, block.structure))
             continue
         cols, labels, blocks = out.setdefault(block.grouping, ([], [], []))

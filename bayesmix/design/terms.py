@@ -131,16 +131,24 @@ class FactorEffects:
     @property
     def labels(self) -> tuple[str, ...]:
         """Effect labels (``"U1 (X)"``) in column order."""
-        out = [""] * self.q
-        for block in self.blocks:
-            for c, label in zip(block.columns, block.labels, strict=True):
-                out[c] = label
-        return tuple(out)
+        return self._by_column("labels")
 
     @property
     def names(self) -> tuple[str, ...]:
         """Effect names (``"U1"``) in column order."""
-        return tuple(label.split(" ", 1)[0] for label in self.labels)
+        return self._by_column("names")
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The coded term each effect multiplies (``"(Intercept)"``, ``"X"``), column order."""
+        return self._by_column("terms")
+
+    def _by_column(self, what: str) -> tuple[str, ...]:
+        out = [""] * self.q
+        for block in self.blocks:
+            for c, value in zip(block.columns, getattr(block, what), strict=True):
+                out[c] = value
+        return tuple(out)
 
     @property
     def single_unstructured(self) -> bool:
