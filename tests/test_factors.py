@@ -221,3 +221,16 @@ def test_compare_with_reml_per_factor(nested_fits, pastes):
     assert row["REML"] == pytest.approx(2.90408, rel=1e-4)  # lme4 (tests/reference/multi)
     assert row["2.5%"] < row["REML"] < row["97.5%"]
     str(cmp)
+
+
+def test_model_file_sd_priors_per_factor(tmp_path, pastes):
+    path = tmp_path / "nested.toml"
+    path.write_text(
+        'formula = "strength ~ 1 + (1 | batch/cask)"\n'
+        "[priors]\n"
+        'sd_u = { batch = { dist = "HalfNormal", sigma = 0.5 },'
+        ' "batch:cask" = { dist = "HalfNormal", sigma = 4.0 } }\n'
+    )
+    spec = bm.Spec.from_file(path)
+    rp = bm.resolve_priors(bm.build_design(spec, pastes), spec.priors)
+    assert rp.sd_u.kwargs["sigma"] == (0.5, 4.0)
