@@ -174,6 +174,36 @@ def own_estimates(design: Design, beta: np.ndarray) -> np.ndarray:
     return out
 
 
+class _Rows:
+    """The parameter table, row by row: a posterior summary beside each REML estimate."""
+
+    def __init__(self, converged: bool) -> None:
+        self.converged = converged
+        self.rows: list[dict[str, Any]] = []
+        self.index: list[str] = []
+
+    def add(self, kind: str, labels: list[str], draws: np.ndarray, est: np.ndarray,
+            se: np.ndarray) -> None:
+        """Rows for ``labels``: draws (k, S), REML estimates (k,) and SEs (k,)."""
+        s = _summ(draws)
+        z = (s["mean"] - est) / s["sd"]
+        verdict = _verdicts(z, est, self.converged)
+        for k, label in enumerate(labels):
+            self.index.append(label)
+            self.rows.append({
+                "kind": kind, "REML": est[k], "REML SE": se[k],
+                **{key: val[k] for key, val in s.items()},
+                "REML in 95%": bool(s["2.5%"][k] <= est[k] <= s["97.5%"][k])
+                if np.isfinite(est[k]) else False,
+                "z": z[k], "verdict": verdict[k],
+            })
+
+    def table(self) -> pd.DataFrame:
+        """The rows as a DataFrame indexed by parameter."""
+        return pd.DataFrame(self.rows, index=pd.Index(self.index, name="parameter"),
+                            columns=list(TABLE_COLUMNS))
+
+
 # --------------------------------------------------------------------------- compare
 def compare(fit: Any, reml: REMLFit) -> Comparison:
     """Put a Bayesian fit's posterior next to a REML (or ML) fit of the same model.
@@ -208,23 +238,8 @@ def compare(fit: Any, reml: REMLFit) -> Comparison:
     post = _posterior(fit)
     if reml.design is not design:
         reml = align_reml(reml, design)
-    rows: list[dict[str, Any]] = []
-    index: list[str] = []
-
-    def add(kind: str, labels: list[str], draws: np.ndarray, est: np.ndarray,
-            se: np.ndarray) -> None:
-        s = _summ(draws)
-        z = (s["mean"] - est) / s["sd"]
-        verdict = _verdicts(z, est, reml.converged)
-        for k, label in enumerate(labels):
-            index.append(label)
-            rows.append({
-                "kind": kind, "REML": est[k], "REML SE": se[k],
-                **{key: val[k] for key, val in s.items()},
-                "REML in 95%": bool(s["2.5%"][k] <= est[k] <= s["97.5%"][k])
-                if np.isfinite(est[k]) else False,
-                "z": z[k], "verdict": verdict[k],
-            })
+    rows = _Rows(reml.converged)
+    add = rows.add
 
     fixed = list(design.fixed_names)
     beta = _draws(post[BETA].sel({DIM_FIXED: fixed})).to_numpy()
@@ -244,8 +259,7 @@ def compare(fit: Any, reml: REMLFit) -> Comparison:
         add(CORR_U, labels, draws, est, np.full(len(pairs), np.nan))
     sig = _draws(post[SIGMA]).to_numpy()[None, :]
     add(SIGMA, ["sigma"], sig, np.array([reml.sigma]), np.array([np.nan]))
-    table = pd.DataFrame(rows, index=pd.Index(index, name="parameter"),
-                         columns=list(TABLE_COLUMNS))
+    table = rows.table()
 
     # ---- random effects
     u = _draws(post[U].sel({DIM_CLUSTER: list(design.clusters), DIM_RANDOM: rnames}))

@@ -20,15 +20,7 @@ from bayesmix.notation import BETA, CORR_U, DIM_FIXED, SD_U, SIGMA, U
 def compare_factors(fit: Any, reml: Any, post: Any) -> Any:
     """The Comparison of a several-factor fit with its REML fit (see :func:`compare`)."""
     from bayesmix.build_factors import factor_dims
-    from bayesmix.compare import (
-        TABLE_COLUMNS,
-        U_COLUMNS,
-        Comparison,
-        _draws,
-        _notes,
-        _summ,
-        _verdicts,
-    )
+    from bayesmix.compare import U_COLUMNS, Comparison, _draws, _notes, _Rows, _summ, _verdicts
     from bayesmix.errors import BayesmixError
 
     design = fit.design
@@ -38,24 +30,8 @@ def compare_factors(fit: Any, reml: Any, post: Any) -> Any:
             f"({', '.join(fe.name for fe in design.effects)}): fit it with "
             "bm.fit_reml(spec, data)"
         )
-    rows: list[dict[str, Any]] = []
-    index: list[str] = []
-
-    def add(kind: str, labels: list[str], draws: np.ndarray, est: np.ndarray,
-            se: np.ndarray) -> None:
-        s = _summ(draws)
-        z = (s["mean"] - est) / s["sd"]
-        verdict = _verdicts(z, est, reml.converged)
-        for k, label in enumerate(labels):
-            index.append(label)
-            rows.append({
-                "kind": kind, "REML": est[k], "REML SE": se[k],
-                **{key: val[k] for key, val in s.items()},
-                "REML in 95%": bool(s["2.5%"][k] <= est[k] <= s["97.5%"][k])
-                if np.isfinite(est[k]) else False,
-                "z": z[k], "verdict": verdict[k],
-            })
-
+    rows = _Rows(reml.converged)
+    add = rows.add
     fixed = list(design.fixed_names)
     add(BETA, fixed, _draws(post[BETA].sel({DIM_FIXED: fixed})).to_numpy(),
         reml.beta.to_numpy(), reml.se.to_numpy())
@@ -92,8 +68,7 @@ def compare_factors(fit: Any, reml: Any, post: Any) -> Any:
         }, columns=["factor", *U_COLUMNS]))
     add(SIGMA, ["sigma"], _draws(post[SIGMA]).to_numpy()[None, :], np.array([reml.sigma]),
         np.array([np.nan]))
-    table = pd.DataFrame(rows, index=pd.Index(index, name="parameter"),
-                         columns=list(TABLE_COLUMNS))
+    table = rows.table()
     u_table = pd.concat(u_rows, ignore_index=True)
     notes = _notes(table, u_table, reml, design)
     return Comparison(table=table, u_table=u_table, notes=tuple(notes), reml=reml,
