@@ -88,3 +88,21 @@ def test_uncorrelated_fit_reports_no_correlation_and_its_theta():
     assert fit.corr_u.iloc[0, 1] == 0.0
     np.testing.assert_allclose(fit.theta, ref["theta"], rtol=1e-5)
     assert "Subject: 18" in str(fit)
+
+
+def test_fits_made_in_r_are_read_and_compared():
+    fit, ref = _fit("penicillin_reml", CASES["penicillin_reml"])
+    path = MULTI / "penicillin_reml.json"
+    imported = bm.read_reml(path, design=fit.design)
+    assert imported.source == "imported"
+    np.testing.assert_allclose(imported.sd_u.to_numpy(), fit.sd_u.to_numpy(), rtol=1e-5)
+    for name, frame in fit.u_factors.items():
+        np.testing.assert_allclose(imported.u_factors[name].to_numpy(), frame.to_numpy(),
+                                   atol=1e-5)
+    assert bm.reconstruct(imported).max_abs_error < 1e-8
+    with pytest.raises(bm.REMLFormatError, match="several grouping factors"):
+        bm.read_reml(path)
+    other = bm.build_design(bm.Spec.from_formula("diameter ~ 1 + (1 | plate)"),
+                            pd.read_csv(ROOT / "data" / "penicillin.csv"))
+    with pytest.raises(bm.REMLFormatError, match="'sample' is not one of the model's"):
+        bm.read_reml(path, design=other)

@@ -49,6 +49,7 @@ from bayesmix.reml.result import REMLFit
 
 FORMAT = "bayesmix-reml"
 VERSION = 1
+READ_VERSION = 2  # version 2: several grouping factors, read by bayesmix.reml.io_factors
 
 _BRACKET = re.compile(r"^(?P<var>.+)\[(?P<level>.+)\]$")
 
@@ -285,9 +286,13 @@ def reml_from_dict(data: dict, *, design: Design | None = None, where: str = "")
             f"{where} is not a bayesmix REML file (its \"format\" is {data.get('format')!r}, "
             f"expected {FORMAT!r}); write it with write_reml() or scripts/write_reml_json.R"
         )
-    if int(data.get("version", 0)) > VERSION:
+    if int(data.get("version", 0)) > READ_VERSION:
         raise REMLFormatError(f"{where} has format version {data['version']}; this bayesmix "
-                              f"reads version {VERSION}. Update bayesmix.")
+                              f"reads versions up to {READ_VERSION}. Update bayesmix.")
+    if int(data.get("version", 0)) == 2:  # several grouping factors (reml/io_factors.py)
+        from bayesmix.reml.io_factors import reml_v2_from_dict
+
+        return reml_v2_from_dict(data, design, where)
     try:
         fixed = data["fixed"]
         random = data["random"]
