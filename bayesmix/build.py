@@ -118,7 +118,7 @@ def _rv(prior: Prior, name: str, **kwargs: Any):
 
 
 def choose_likelihood(likelihood: str, design: Design | None = None) -> str:
-    """Resolve ``"auto"``: collapsed with one grouping factor, rows with several."""
+    """Resolve ``"auto"``: collapsed with one grouping factor or nested ones, rows otherwise."""
     several = design is not None and not design.single_factor
     nested = several and _nested(design)
     if likelihood == "auto":
@@ -127,13 +127,11 @@ def choose_likelihood(likelihood: str, design: Design | None = None) -> str:
         raise SpecError(
             f"unknown likelihood {likelihood!r}; choose one of auto, {', '.join(LIKELIHOOD_FORMS)}"
         )
-    if (several and likelihood == "sufficient") or (several and not nested
-                                                  and likelihood == "collapsed"):
+    if several and not nested and likelihood == "collapsed":
         raise SpecError(
-            f"the {likelihood} likelihood needs one grouping factor"
-            f"{'' if likelihood == 'sufficient' else ' or nested ones'}; this model has "
-            f"{len(design.effects)} ({', '.join(fe.name for fe in design.effects)}), "
-            "so use likelihood='rows' (or 'auto')"
+            "the collapsed likelihood needs one grouping factor or nested ones; this model "
+            f"has {len(design.effects)} crossed ({', '.join(fe.name for fe in design.effects)}), "
+            "so use likelihood='rows' or 'sufficient' (or 'auto')"
         )
     return likelihood
 
@@ -150,7 +148,7 @@ def _build_factors(design: Design, rp: ResolvedPriors, form: str,
 
     The nested collapsed form integrates the innermost level out (:mod:`bayesmix.nested`).
     """
-    from bayesmix.build_factors import factor_coords, factors_rows
+    from bayesmix.build_factors import factor_coords, factors_rows, factors_sufficient
     from bayesmix.nested import nested_collapsed
 
     sc = rp.scaling
@@ -165,6 +163,8 @@ def _build_factors(design: Design, rp: ResolvedPriors, form: str,
         if form == "rows":
             X_std = sc.standardize(design.atoms, design.y)[0]
             loglik, graph, initvals = factors_rows(design, rp, beta_std, sigma_std, X_std)
+        elif form == "sufficient":
+            loglik, graph, initvals = factors_sufficient(design, rp, beta_std, sigma_std)
         else:
             loglik, graph, initvals, stats = nested_collapsed(design, rp, beta_std, sigma_std,
                                                               shared=shared)

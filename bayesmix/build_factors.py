@@ -141,6 +141,41 @@ def store_covariance(fe: FactorEffects, chol, s_y: float, t: np.ndarray) -> None
         pm.Deterministic(f"{nt.CORR_U}_{fe.name}", cov / pt.outer(sd, sd), dims=(eff, eff2))
 
 
+def factor_effects(
+    design: Design, rp: ResolvedPriors,
+) -> tuple[list[tuple[FactorEffects, Any, np.ndarray]], dict[str, Any], dict[str, np.ndarray]]:
+    """Every factor's non-centred effects ũ_g = z_g L̃_gᵀ, with ``u_<g>``, ``sd_u_<g>``, ...
+
+    Returns
+    -------
+    effects : list of (FactorEffects, ũ_g tensor (J_g, q_g), t_g (q_g,))
+    graph : dict
+        ``u_std_<g>`` and ``chol_u_std_<g>`` per factor (for the graph check).
+    initvals : dict
+    """
+    s_y = rp.scaling.y_scale
+    graph: dict[str, Any] = {}
+    init: dict[str, np.ndarray] = {}
+    out = []
+    offset = 0
+    for g, fe in enumerate(design.effects):
+        unit, eff, _ = factor_dims(fe)
+        t = factor_column_scale(fe.Zq)
+        cols = np.arange(offset, offset + fe.q)
+        offset += fe.q
+        sd_prior = rp.sd_u.take(cols).scaled(t / s_y)
+        chol, start = block_cholesky(fe.blocks, fe.q, sd_prior, rp.eta, suffix=f"_{g}")
+        init.update(start)
+        z = pm.Normal(f"{nt.U_OFFSET}_{g}", 0.0, 1.0, dims=(unit, eff))
+        u_std = pt.dot(z, chol.T)
+        pm.Deterministic(f"{nt.U}_{fe.name}", s_y * u_std / t, dims=(unit, eff))
+        store_covariance(fe, chol, s_y, t)
+        graph[f"{nt.U_STD}_{g}"] = u_std
+        graph[f"{nt.CHOL_STD}_{g}"] = chol
+        out.append((fe, u_std, t))
+    return out, graph, init
+
+
 def factors_rows(
     design: Design, rp: ResolvedPriors, beta_std, sigma_std, X_std: np.ndarray,
 ) -> tuple[Any, dict[str, Any], dict[str, np.ndarray]]:
@@ -157,29 +192,51 @@ def factors_rows(
     sc = rp.scaling
     s_y = sc.y_scale
     mean = pt.dot(pt.as_tensor_variable(X_std), beta_std) if design.p else pt.zeros(design.n)
-    graph: dict[str, Any] = {}
-    init: dict[str, np.ndarray] = {}
-    offset = 0
-    for g, fe in enumerate(design.effects):
-        unit, eff, _ = factor_dims(fe)
-        t = factor_column_scale(fe.Zq)
-        cols = np.arange(offset, offset + fe.q)
-        offset += fe.q
-        sd_prior = rp.sd_u.take(cols).scaled(t / s_y)
-        chol, start = block_cholesky(fe.blocks, fe.q, sd_prior, rp.eta, suffix=f"_{g}")
-        init.update(start)
-        z = pm.Normal(f"{nt.U_OFFSET}_{g}", 0.0, 1.0, dims=(unit, eff))
-        u_std = pt.dot(z, chol.T)
-        pm.Deterministic(f"{nt.U}_{fe.name}", s_y * u_std / t, dims=(unit, eff))
-        store_covariance(fe, chol, s_y, t)
+    effects, graph, init = factor_effects(design, rp)
+    for fe, u_std, t in effects:
         Zs = pt.as_tensor_variable(np.ascontiguousarray(fe.Zq / t))
         idx = pt.as_tensor_variable(fe.grouping.index)
         mean = mean + pt.sum(Zs * u_std[idx], axis=-1)
-        graph[f"{nt.U_STD}_{g}"] = u_std
-        graph[f"{nt.CHOL_STD}_{g}"] = chol
     mu = sc.y_center + s_y * mean
     sd_y = s_y * sigma_std
     y = pt.as_tensor_variable(design.y)
     pm.Normal(nt.Y, mu=mu, sigma=sd_y, observed=y, dims=nt.DIM_ROW)
     loglik = pt.sum(pm.logp(pm.Normal.dist(mu=mu, sigma=sd_y), y))
+    return loglik, graph, init
+
+
+def factors_sufficient(
+    design: Design, rp: ResolvedPriors, beta_std, sigma_std,
+) -> tuple[Any, dict[str, Any], dict[str, np.ndarray]]:
+    """The same joint posterior as :func:`factors_rows`, from the sparse cross-products.
+
+    With ``W̃ = [X̃, Z̃, ỹ]`` (Z̃ = [Z̃_1 | Z̃_2 | ...], ũ the effects of every factor stacked
+    unit-major)::
+
+        ‖ỹ − X̃β̃ − Z̃ũ‖² = ỹ'ỹ − 2β̃'X̃'ỹ + β̃'X̃'X̃β̃ − 2ũ'Z̃'ỹ + 2ũ'Z̃'X̃β̃ + ũ'Z̃'Z̃ũ
+
+    where Z̃'Z̃ is sparse (one entry per pair of units that share rows), so a gradient costs
+    O(nnz(Z̃'Z̃)) — below O(n) when many rows share each cell of the factors (any structure:
+    crossed or nested).
+    """
+    import scipy.sparse as sp
+
+    sc = rp.scaling
+    X, _, y = sc.standardize(design.atoms, design.y)
+    effects, graph, init = factor_effects(design, rp)
+    Z = sp.hstack([fe.Z @ sp.diags(np.tile(1.0 / t, fe.J)) for fe, _, t in effects],
+                  format="csr")
+    zz = sp.triu(Z.T @ Z).tocoo()
+    weight = np.where(zz.row == zz.col, 1.0, 2.0) * zz.data
+    u = pt.concatenate([u_std.ravel() for _, u_std, _ in effects])
+    quad = pt.sum(pt.as_tensor_variable(weight) * u[zz.row] * u[zz.col])
+    rss = float(y @ y) - 2 * pt.dot(u, Z.T @ y) + quad
+    if design.p:
+        rss = (rss - 2 * pt.dot(beta_std, X.T @ y)
+               + pt.dot(beta_std, pt.dot(X.T @ X, beta_std))
+               + 2 * pt.dot(u, pt.dot(np.asarray(Z.T @ X), beta_std)))
+    n = design.n
+    loglik = (-0.5 * n * pt.log(2 * np.pi * sigma_std**2) - rss / (2 * sigma_std**2)
+              + sc.log_jacobian(n))
+    pm.Potential("loglik_sufficient", loglik)
     return loglik, graph, init

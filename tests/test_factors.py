@@ -124,10 +124,11 @@ def test_nested_forms_equal_the_dense_gaussian(nested_design, likelihood):
             ref, rel=1e-10)
 
 
-def test_crossed_rows_form_equals_the_dense_gaussian(crossed_slope):
+@pytest.mark.parametrize("likelihood", ["auto", "sufficient"])
+def test_crossed_joint_forms_equal_the_dense_gaussian(crossed_slope, likelihood):
     d = crossed_slope
-    built = bm.build_model(d)
-    assert built.likelihood == "rows"  # crossed: no collapsed form
+    built = bm.build_model(d, likelihood=likelihood)
+    assert built.likelihood == ("rows" if likelihood == "auto" else likelihood)
     fn = factors_loglik_function(built)
     rng = np.random.default_rng(2)
     for _ in range(3):
@@ -136,11 +137,18 @@ def test_crossed_rows_form_equals_the_dense_gaussian(crossed_slope):
             _dense_loglik(d, beta, sigma, u, cov, set()), rel=1e-10)
 
 
+def test_sufficient_form_on_nested_factors_equals_rows(nested_design):
+    rows = bm.build_model(nested_design, likelihood="rows")
+    suff = bm.build_model(nested_design, likelihood="sufficient")
+    f_rows, f_suff = factors_loglik_function(rows), factors_loglik_function(suff)
+    rng = np.random.default_rng(4)
+    beta, sigma, u, cov = _point(nested_design, rng)
+    assert f_suff(beta, sigma, u, cov) == pytest.approx(f_rows(beta, sigma, u, cov), rel=1e-10)
+
+
 def test_forms_that_need_one_or_nested_factors_say_so(crossed_slope, nested_design):
     with pytest.raises(SpecError, match="needs one grouping factor or nested ones"):
         bm.build_model(crossed_slope, likelihood="collapsed")
-    with pytest.raises(SpecError, match="sufficient likelihood needs one grouping factor"):
-        bm.build_model(nested_design, likelihood="sufficient")
     with pytest.raises(DataError, match="per-cluster statistics needs one grouping factor"):
         bm.cluster_stats(nested_design)
 

@@ -91,7 +91,7 @@ def test_uncorrelated_fit_reports_no_correlation_and_its_theta():
 
 
 def test_fits_made_in_r_are_read_and_compared():
-    fit, ref = _fit("penicillin_reml", CASES["penicillin_reml"])
+    fit, _ = _fit("penicillin_reml", CASES["penicillin_reml"])
     path = MULTI / "penicillin_reml.json"
     imported = bm.read_reml(path, design=fit.design)
     assert imported.source == "imported"
