@@ -106,3 +106,34 @@ def test_fits_made_in_r_are_read_and_compared():
                             pd.read_csv(ROOT / "data" / "penicillin.csv"))
     with pytest.raises(bm.REMLFormatError, match="'sample' is not one of the model's"):
         bm.read_reml(path, design=other)
+
+
+def test_shifting_and_rescaling_transform_the_estimates_exactly():
+    # y ~ x + (1 + x | subject) + (1 | item): with x' = x + c, u0' = u0 - c u1 (so
+    # T' = M T Mᵀ, M = [[1, -c], [0, 1]]), β0' = β0 - c β1; with y' = k y every SD, σ and β
+    # scale by k and the REML criterion gains 2 (n - p) log k.
+    data = pd.read_csv(ROOT / "data" / "crossed_slope.csv")
+    spec = bm.Spec.from_formula(CASES["crossed_slope_reml"])
+    base = bm.fit_reml(spec, data)
+    c, k = 1e4, 1e3  # a slope variable shifted 10,000 SDs away (blocks centred: no digits lost)
+    shifted = bm.fit_reml(spec, data.assign(x=data.x + c, y=data.y * k))
+    n, p = len(data), 2
+    assert shifted.criterion == pytest.approx(base.criterion + 2 * (n - p) * np.log(k),
+                                              rel=1e-9)
+    assert shifted.converged
+    assert shifted.sigma == pytest.approx(k * base.sigma, rel=1e-6)
+    b0, b1 = base.beta.to_numpy()
+    np.testing.assert_allclose(shifted.beta.to_numpy(), k * np.array([b0 - c * b1, b1]),
+                               rtol=1e-6)
+    labels = ["U0 (Intercept)", "U1 (x)"]
+    T = base.corr_u.loc[labels, labels].to_numpy() * np.outer(base.sd_u[labels],
+                                                              base.sd_u[labels])
+    M = np.array([[1.0, -c], [0.0, 1.0]])
+    T_expected = k**2 * M @ T @ M.T
+    sd_shift = shifted.sd_u[labels].to_numpy()
+    np.testing.assert_allclose(sd_shift, np.sqrt(np.diag(T_expected)), rtol=1e-5)
+    corr = shifted.corr_u.loc[labels[0], labels[1]]
+    assert corr == pytest.approx(T_expected[0, 1] / np.prod(np.sqrt(np.diag(T_expected))),
+                                 abs=1e-5)
+    assert shifted.sd_u["V0 (Intercept)"] == pytest.approx(k * base.sd_u["V0 (Intercept)"],
+                                                           rel=1e-5)

@@ -2,13 +2,14 @@
 
 Every random-effect block of the design (:class:`bayesmix.design.terms.RandomBlock`: one
 factor's effects with one structure) becomes one block of :mod:`bayesmix.reml.blocked`
-(unstructured Λ_b, or diagonal for ``||``).  The arrays are standardised as the Bayesian
-model's (:mod:`bayesmix.build_factors`): ``X̃, ỹ`` from ``design.scaling`` and every factor's
-columns divided by their root mean square t, a diagonal map that keeps each block's structure.
-The solution maps back exactly::
+(unstructured Λ_b, or diagonal for ``||``).  The arrays are standardised: ``X̃, ỹ`` from
+``design.scaling``, and every block's columns by its own :class:`~bayesmix.scaling.Scaling`
+(an unstructured block's slope variables centred where the block has the columns that needs,
+as for one factor; a diagonal block only scaled, which keeps T diagonal).  The solution maps
+back exactly::
 
     β = A_x⁻¹ (s_y β̃ + m e₀)        Cov(β̂) = s_y² A_x⁻¹ Cov(β̃) A_x⁻ᵀ      σ = s_y σ̃
-    T_b = s_y² D_b⁻¹ T̃_b D_b⁻¹       b_bj = s_y D_b⁻¹ b̃_bj                 (D_b = diag(t_b))
+    T_b = s_y² A_b⁻¹ T̃_b A_b⁻ᵀ       b_bj = s_y A_b⁻¹ b̃_bj
 
 and the criterion gains the constant ``2(n − p) log s_y + 2 log|det A_x|`` (REML; ``2n log s_y``
 for ML), as for one factor (:meth:`bayesmix.scaling.Scaling.criterion_offset`).
@@ -26,7 +27,7 @@ from bayesmix.design import Design
 from bayesmix.errors import BayesmixError
 from bayesmix.reml.blocked import BlockArrays, fit_blocked
 from bayesmix.reml.profiled import theta_from_covariance
-from bayesmix.scaling import factor_column_scale
+from bayesmix.scaling import Scaling
 
 
 def _block_z(Zq: np.ndarray, index: np.ndarray, J: int) -> sp.csr_array:
@@ -53,13 +54,17 @@ def fit_reml_factors(design: Design, method: Literal["REML", "ML"] = "REML"):
     X, _, y = sc.standardize(design.atoms, design.y)
     blocks, where = [], []
     for fe in design.effects:
-        t = factor_column_scale(fe.Zq)
         for block in fe.blocks:
             cols = list(block.columns)
-            Z = _block_z(fe.Zq[:, cols] / t[cols], fe.grouping.index, fe.J)
+            # Centred and scaled within the block (an unstructured block keeps its T under
+            # A_b; a diagonal one is only scaled), so a shifted slope variable costs no digits.
+            sb = Scaling.from_arrays(design.atoms, design.y, sc.x_factors,
+                                     tuple(fe.factors[c] for c in cols),
+                                     z_centred=block.structure == "unstructured")
+            Z = _block_z(sb.standardize(design.atoms, design.y)[1], fe.grouping.index, fe.J)
             blocks.append(BlockArrays(Z, fe.J, block.q, diagonal=block.structure == "diagonal",
                                       name=fe.name))
-            where.append((fe, cols, t[cols]))
+            where.append((fe, cols, sb))
     res = fit_blocked(X, y, blocks, method)
     s_y = sc.y_scale
     sigma = s_y * res.sigma
@@ -69,11 +74,11 @@ def fit_reml_factors(design: Design, method: Literal["REML", "ML"] = "REML"):
     u_factors = {fe.name: np.zeros((fe.J, fe.q)) for fe in design.effects}
     thetas = []
     parts = zip(blocks, where, res.sd, res.corr, res.modes, strict=True)
-    for blk, (fe, cols, t), sd, corr, modes in parts:
-        cov_b = np.nan_to_num(corr) * np.outer(sd, sd) * s_y**2 / np.outer(t, t)
+    for blk, (fe, cols, sb), sd, corr, modes in parts:
+        cov_b = sb.cov_from_std(np.nan_to_num(corr) * np.outer(sd, sd))
         idx = [pos[fe.labels[c]] for c in cols]
         cov[np.ix_(idx, idx)] = cov_b
-        u_factors[fe.name][:, cols] = s_y * modes / t
+        u_factors[fe.name][:, cols] = sb.u_from_std(modes)
         thetas.append(np.sqrt(np.diag(cov_b)) / sigma if blk.diagonal
                       else theta_from_covariance(cov_b, sigma))
     sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
