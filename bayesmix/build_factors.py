@@ -1,20 +1,22 @@
 """Random effects over several grouping factors, and covariance blocks, in the PyMC model.
 
 For every grouping factor g (nested or crossed) with J_g units and q_g effects, on the
-standardised scale (``Z̃_g = Zq_g / t_g`` with t_g the root mean square of each column, so the
-map is diagonal and a block structure survives it)::
+standardised scale (``Zq_g = Z̃_g A_g``, A_g block-diagonal over the factor's blocks:
+:class:`bayesmix.scaling.FactorScale`, slope variables centred within an unstructured block,
+a diagonal block only scaled)::
 
     L̃_g   = blockdiag(L̃_g1, L̃_g2, ...)        one factor per block of g's effects:
               L̃_gb ~ LKJCholeskyCov(eta, sd_dist)  (unstructured, q_b ≥ 2)
               L̃_gb = diag(sd_gb), sd_gb ~ sd prior  (diagonal, or q_b = 1)
     z_g   ~ N(0, I)       (J_g, q_g)          u_offset per factor (non-centred)
-    ũ_g   = z_g L̃_gᵀ,   u_g = s_y ũ_g / t_g   stored as ``u_<g>`` (dims: g's units, effects)
-    T_g   = s_y² D_g⁻¹ L̃_g L̃_gᵀ D_g⁻¹        ``sd_u_<g>``, ``corr_u_<g>`` (D_g = diag(t_g))
+    ũ_g   = z_g L̃_gᵀ,   u_g = s_y ũ_g A_g⁻ᵀ   stored as ``u_<g>`` (dims: g's units, effects)
+    T_g   = s_y² A_g⁻¹ L̃_g L̃_gᵀ A_g⁻ᵀ        ``sd_u_<g>``, ``corr_u_<g>``
 
 and every original row ``y_i ~ N(m + s_y (X̃β̃ + Σ_g Z̃_g ũ_g)_i, σ²)`` (O(n) per gradient).
 The SD priors are those of :func:`bayesmix.resolve_priors` (declared on the original scale,
-``SD(ũ_gr) = t_gr SD(u_gr) / s_y``).  :func:`block_cholesky` also builds the block-diagonal
-L̃ of a single factor with several blocks (``(1 + X || g)``) for the one-factor forms.
+``SD(ũ_gr) = D_gr SD(u_gr) / s_y``, D_gr the product of the column's atom scales).
+:func:`block_cholesky` also builds the block-diagonal L̃ of a single factor with several
+blocks (``(1 + X || g)``) for the one-factor forms.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ import pytensor.tensor as pt
 
 from bayesmix import notation as nt
 from bayesmix.design import Design
-from bayesmix.design.terms import FactorEffects, RandomBlock
+from bayesmix.design.terms import FactorEffects, RandomBlock, unit_major
 from bayesmix.priors import Prior, ResolvedPriors
-from bayesmix.scaling import factor_column_scale
+from bayesmix.scaling import FactorScale, factor_scale
 
 COV_RV = "chol_cov_u"
 SD_RV = "sd_u_std"
@@ -130,10 +132,10 @@ def factor_coords(design: Design) -> dict[str, list[str]]:
     return out
 
 
-def store_covariance(fe: FactorEffects, chol, s_y: float, t: np.ndarray) -> None:
-    """``sd_u_<g>`` and ``corr_u_<g>`` of T_g = s_y² D⁻¹ L̃ L̃ᵀ D⁻¹ (D = diag(t))."""
+def store_covariance(fe: FactorEffects, chol, fs: FactorScale) -> None:
+    """``sd_u_<g>`` and ``corr_u_<g>`` of T_g = s_y² A⁻¹ L̃ L̃ᵀ A⁻ᵀ (:class:`FactorScale`)."""
     _, eff, eff2 = factor_dims(fe)
-    factor = s_y * chol / t[:, None]  # T_g = F Fᵀ
+    factor = fs.y_scale * pt.dot(fs.A_inv, chol)  # T_g = F Fᵀ
     cov = pt.dot(factor, factor.T)
     sd = pt.sqrt(pt.diagonal(cov))
     pm.Deterministic(f"{nt.SD_U}_{fe.name}", sd, dims=eff)
@@ -148,7 +150,7 @@ def factor_effects(
 
     Returns
     -------
-    effects : list of (FactorEffects, ũ_g tensor (J_g, q_g), t_g (q_g,))
+    effects : list of (FactorEffects, ũ_g tensor (J_g, q_g), FactorScale)
     graph : dict
         ``u_std_<g>`` and ``chol_u_std_<g>`` per factor (for the graph check).
     initvals : dict
@@ -160,19 +162,19 @@ def factor_effects(
     offset = 0
     for g, fe in enumerate(design.effects):
         unit, eff, _ = factor_dims(fe)
-        t = factor_column_scale(fe.Zq)
+        fs = factor_scale(design, fe)
         cols = np.arange(offset, offset + fe.q)
         offset += fe.q
-        sd_prior = rp.sd_u.take(cols).scaled(t / s_y)
+        sd_prior = rp.sd_u.take(cols).scaled(fs.column_scale / s_y)
         chol, start = block_cholesky(fe.blocks, fe.q, sd_prior, rp.eta, suffix=f"_{g}")
         init.update(start)
         z = pm.Normal(f"{nt.U_OFFSET}_{g}", 0.0, 1.0, dims=(unit, eff))
         u_std = pt.dot(z, chol.T)
-        pm.Deterministic(f"{nt.U}_{fe.name}", s_y * u_std / t, dims=(unit, eff))
-        store_covariance(fe, chol, s_y, t)
+        pm.Deterministic(f"{nt.U}_{fe.name}", fs.u_from_std(u_std), dims=(unit, eff))
+        store_covariance(fe, chol, fs)
         graph[f"{nt.U_STD}_{g}"] = u_std
         graph[f"{nt.CHOL_STD}_{g}"] = chol
-        out.append((fe, u_std, t))
+        out.append((fe, u_std, fs))
     return out, graph, init
 
 
@@ -193,8 +195,8 @@ def factors_rows(
     s_y = sc.y_scale
     mean = pt.dot(pt.as_tensor_variable(X_std), beta_std) if design.p else pt.zeros(design.n)
     effects, graph, init = factor_effects(design, rp)
-    for fe, u_std, t in effects:
-        Zs = pt.as_tensor_variable(np.ascontiguousarray(fe.Zq / t))
+    for fe, u_std, fs in effects:
+        Zs = pt.as_tensor_variable(np.ascontiguousarray(fs.standardize(design.atoms, fe.q)))
         idx = pt.as_tensor_variable(fe.grouping.index)
         mean = mean + pt.sum(Zs * u_std[idx], axis=-1)
     mu = sc.y_center + s_y * mean
@@ -224,8 +226,8 @@ def factors_sufficient(
     sc = rp.scaling
     X, _, y = sc.standardize(design.atoms, design.y)
     effects, graph, init = factor_effects(design, rp)
-    Z = sp.hstack([fe.Z @ sp.diags(np.tile(1.0 / t, fe.J)) for fe, _, t in effects],
-                  format="csr")
+    Z = sp.hstack([unit_major(fs.standardize(design.atoms, fe.q), fe.grouping.index, fe.J)
+                   for fe, _, fs in effects], format="csr")
     zz = sp.triu(Z.T @ Z).tocoo()
     weight = np.where(zz.row == zz.col, 1.0, 2.0) * zz.data
     u = pt.concatenate([u_std.ravel() for _, u_std, _ in effects])

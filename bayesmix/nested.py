@@ -33,7 +33,7 @@ from bayesmix import notation as nt
 from bayesmix.design import Design
 from bayesmix.design.terms import FactorEffects
 from bayesmix.priors import ResolvedPriors
-from bayesmix.scaling import Scaling, factor_column_scale
+from bayesmix.scaling import Scaling, factor_scale
 from bayesmix.stats import ClusterStats, grouped_gram
 
 
@@ -99,8 +99,9 @@ def nested_stats(design: Design, scaling: Scaling) -> NestedStats:
     """Cross-products of ``[X̃, Õ, Z̃, ỹ]`` per innermost unit (one pass over the rows)."""
     inner, outer, maps = nesting(design)  # type: ignore[misc]
     X, _, y = scaling.standardize(design.atoms, design.y)
-    O_ = [fe.Zq / factor_column_scale(fe.Zq) for fe in outer]
-    W = np.column_stack([X, *O_, inner.Zq / factor_column_scale(inner.Zq), y])
+    O_ = [factor_scale(design, fe).standardize(design.atoms, fe.q) for fe in outer]
+    Zi = factor_scale(design, inner).standardize(design.atoms, inner.q)
+    W = np.column_stack([X, *O_, Zi, y])
     M = grouped_gram(W, inner.grouping.index, inner.J)
     return NestedStats(M=M, n=inner.grouping.sizes(), p=X.shape[1],
                        q_outer=sum(fe.q for fe in outer), q=inner.q, outer_index=maps)
@@ -131,12 +132,13 @@ def nested_collapsed(
     offsets = _sd_offsets(design)
     gathered = []
     for g, fe in enumerate(design.effects):
-        t = factor_column_scale(fe.Zq)
+        fs = factor_scale(design, fe)
         cols = offsets[fe.name]
-        chol, start = block_cholesky(fe.blocks, fe.q, rp.sd_u.take(cols).scaled(t / s_y),
+        chol, start = block_cholesky(fe.blocks, fe.q,
+                                     rp.sd_u.take(cols).scaled(fs.column_scale / s_y),
                                      rp.eta, suffix=f"_{g}")
         init.update(start)
-        store_covariance(fe, chol, s_y, t)
+        store_covariance(fe, chol, fs)
         unit, eff, eff2 = factor_dims(fe)
         pm.Deterministic(f"{nt.CHOL_STD}_{g}", chol, dims=(eff, eff2))
         graph[f"{nt.CHOL_STD}_{g}"] = chol
@@ -144,7 +146,7 @@ def nested_collapsed(
             continue
         z = pm.Normal(f"{nt.U_OFFSET}_{g}", 0.0, 1.0, dims=(unit, eff))
         u_std = pt.dot(z, chol.T)
-        pm.Deterministic(f"{nt.U}_{fe.name}", s_y * u_std / t, dims=(unit, eff))
+        pm.Deterministic(f"{nt.U}_{fe.name}", fs.u_from_std(u_std), dims=(unit, eff))
         graph[f"{nt.U_STD}_{g}"] = u_std
         gathered.append(u_std[maps[:, outer.index(fe)]])
     uo = pt.concatenate(gathered, axis=1)  # (J, q_o)
@@ -212,9 +214,8 @@ def draw_inner_effects(
     from bayesmix.collapsed import draw_u_conditional
 
     inner, outer, maps = nesting(design)  # type: ignore[misc]
-    s_y = scaling.y_scale
     uo = np.concatenate(
-        [(outer_u[fe.name] * factor_column_scale(fe.Zq) / s_y)[:, maps[:, g]]
+        [factor_scale(design, fe).u_to_std(outer_u[fe.name])[:, maps[:, g]]
          for g, fe in enumerate(outer)], axis=2)  # (D, J, q_o)
     _, po, pz = st.parts
     OZ = st.M[:, po, pz]  # (J, q_o, q)
@@ -224,7 +225,7 @@ def draw_inner_effects(
 
     u_std = draw_u_conditional(st.inner_stats(scaling), beta_std, chol_std, sigma_std, rng,
                                offset=offset)
-    return s_y * u_std / factor_column_scale(inner.Zq)
+    return factor_scale(design, inner).u_from_std(u_std)
 
 
 def draw_inner_posterior(built: Any, random_seed: int | None, post: Any) -> Any:

@@ -359,17 +359,77 @@ class Scaling:
 def random_column_scale(design: Any) -> np.ndarray:
     """Scale of each random effect's level-1 column (the SD priors' divisor), all factors.
 
-    One factor: ``design.scaling.z_column_scale``.  Several: each column's root mean square
-    (no centring across a factor's effects: :mod:`bayesmix.build_factors`).
+    One factor: ``design.scaling.z_column_scale``.  Several: each factor's
+    :func:`factor_scale` (the same rule, block by block).
     """
     if design.single_factor:
         return design.scaling.z_column_scale
-    return np.concatenate([factor_column_scale(fe.Zq) for fe in design.effects])
+    return np.concatenate([factor_scale(design, fe).column_scale for fe in design.effects])
 
 
-def factor_column_scale(Zq: np.ndarray) -> np.ndarray:
-    """Root mean square of each column, 1 where a column is 0: shape (q,)."""
-    rms = np.sqrt(np.mean(np.asarray(Zq, dtype=float) ** 2, axis=0)) if len(Zq) else None
-    if rms is None:
-        return np.ones(Zq.shape[1])
-    return np.where(rms > 0, rms, 1.0)
+@dataclass(frozen=True)
+class FactorScale:
+    """One grouping factor's random columns on the standardised scale, block by block.
+
+    Each block of the factor has its own :class:`Scaling` (an unstructured block's slope
+    variables centred where the block holds the columns that needs; a diagonal block only
+    scaled, which keeps T diagonal), so ``Zq = Z̃ A`` with A block-diagonal (q × q), and::
+
+        ũ_j = A u_j / s_y      T̃ = A T Aᵀ / s_y²      (and back with A⁻¹)
+
+    Attributes
+    ----------
+    blocks : tuple of (tuple of int, Scaling)
+        Each block's columns among the factor's effects, and its scaling.
+    A, A_inv : ndarray, shape (q, q)
+    column_scale : ndarray, shape (q,)
+        Product of each column's atom scales (the SD priors' divisor, as ``z_column_scale``).
+    y_scale : float
+    """
+
+    blocks: tuple[tuple[tuple[int, ...], Scaling], ...]
+    A: np.ndarray
+    A_inv: np.ndarray
+    column_scale: np.ndarray
+    y_scale: float
+
+    def standardize(self, atoms: np.ndarray, q: int) -> np.ndarray:
+        """Z̃ (n, q) of some rows, from their atoms."""
+        out = np.empty((atoms.shape[0], q))
+        for cols, sb in self.blocks:
+            out[:, list(cols)] = _columns(atoms, sb.z_factors, sb.z_center, sb.z_scale)
+        return out
+
+    def u_to_std(self, u: Any) -> Any:
+        """ũ = u Aᵀ / s_y, rows of shape (..., J, q) (NumPy or PyTensor)."""
+        return u @ self.A.T / self.y_scale
+
+    def u_from_std(self, u_std: Any) -> Any:
+        """Original-scale effects, s_y ũ A⁻ᵀ, rows of shape (..., J, q) (NumPy or PyTensor)."""
+        return self.y_scale * (u_std @ self.A_inv.T)
+
+    def cov_to_std(self, cov: np.ndarray) -> np.ndarray:
+        """T̃ = A T Aᵀ / s_y²."""
+        return self.A @ np.asarray(cov, dtype=float) @ self.A.T / self.y_scale**2
+
+    def cov_from_std(self, cov_std: np.ndarray) -> np.ndarray:
+        """T = s_y² A⁻¹ T̃ A⁻ᵀ."""
+        return self.y_scale**2 * (self.A_inv @ np.asarray(cov_std, dtype=float) @ self.A_inv.T)
+
+
+def factor_scale(design: Any, fe: Any) -> FactorScale:
+    """The :class:`FactorScale` of one grouping factor of a design (``design.effects``)."""
+    sc = design.scaling
+    q = fe.q
+    a, a_inv, scale = np.zeros((q, q)), np.zeros((q, q)), np.ones(q)
+    blocks = []
+    for block in fe.blocks:
+        cols = tuple(block.columns)
+        sb = Scaling.from_arrays(design.atoms, design.y, sc.x_factors,
+                                 tuple(fe.factors[c] for c in cols),
+                                 z_centred=block.structure == "unstructured")
+        ix = np.ix_(cols, cols)
+        a[ix], a_inv[ix] = sb.A_z, sb.A_z_inv
+        scale[list(cols)] = sb.z_column_scale
+        blocks.append((cols, sb))
+    return FactorScale(tuple(blocks), a, a_inv, scale, sc.y_scale)

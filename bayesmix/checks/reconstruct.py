@@ -179,14 +179,15 @@ def factors_loglik_function(built: Any):
 
     Returns ``f(beta, sigma, u, cov) -> float`` with ``u`` and ``cov`` mappings from factor
     name to its effects (J_g, q_g) and covariance T_g (q_g, q_g).  The values are mapped onto
-    the graph's scale (``β̃ = (A_xβ − m e₀)/s_y``, ``σ̃ = σ/s_y``, ``ũ_g = u_g t_g / s_y``,
-    ``T̃_g = D_g T_g D_g / s_y²``) and put in place of its variables: the sampled ũ_g of the
+    the graph's scale (``β̃ = (A_xβ − m e₀)/s_y``, ``σ̃ = σ/s_y``, ``ũ_g = A_g u_g / s_y``,
+    ``T̃_g = A_g T_g A_gᵀ / s_y²``: :class:`bayesmix.scaling.FactorScale`) and put in place
+    of its variables: the sampled ũ_g of the
     row-wise form, or for the nested collapsed form the outer ũ_g and the innermost L̃.
     """
     import pytensor
     from pytensor.graph.replace import graph_replace
 
-    from bayesmix.scaling import factor_column_scale
+    from bayesmix.scaling import factor_scale
 
     design = built.design
     graph = built.graph
@@ -206,12 +207,11 @@ def factors_loglik_function(built: Any):
         values = [sc.beta_to_std(np.asarray(beta, dtype=float)),
                   np.asarray(float(sigma) / sc.y_scale)]
         for fe in design.effects:
-            t = factor_column_scale(fe.Zq)
+            fs = factor_scale(design, fe)
             if fe is inner:
-                values.append(np.linalg.cholesky(np.outer(t, t) * cov[fe.name]
-                                                 / sc.y_scale**2))
+                values.append(np.linalg.cholesky(fs.cov_to_std(cov[fe.name])))
             else:
-                values.append(np.asarray(u[fe.name], dtype=float) * t / sc.y_scale)
+                values.append(fs.u_to_std(np.asarray(u[fe.name], dtype=float)))
         return float(fn(*values))
 
     return evaluate

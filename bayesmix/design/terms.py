@@ -166,15 +166,20 @@ class FactorEffects:
     @property
     def Z(self) -> sp.csr_array:
         """The factor's part of Z, shape (n, J q), unit-major."""
-        n, q = self.Zq.shape
-        rows = np.repeat(np.arange(n), q)
-        cols = (self.grouping.index[:, None] * q + np.arange(q)[None, :]).ravel()
-        return sp.csr_array((self.Zq.ravel(), (rows, cols)), shape=(n, self.J * q))
+        return unit_major(self.Zq, self.grouping.index, self.J)
 
     @property
     def z_names(self) -> tuple[str, ...]:
         """Column labels of Z_g (``"r0[2020:17]"``)."""
         return tuple(f"{name}[{lev}]" for lev in self.grouping.levels for name in self.names)
+
+
+def unit_major(Zq: np.ndarray, index: np.ndarray, J: int) -> sp.csr_array:
+    """``Z[i, j q + r] = Zq[i, r]`` when row i is in unit j (else 0): shape (n, J q)."""
+    n, q = Zq.shape
+    rows = np.repeat(np.arange(n), q)
+    cols = (index[:, None] * q + np.arange(q)[None, :]).ravel()
+    return sp.csr_array((np.ascontiguousarray(Zq).ravel(), (rows, cols)), shape=(n, J * q))
 
 
 def make_grouping(columns: tuple[str, ...], data: pd.DataFrame) -> Grouping:

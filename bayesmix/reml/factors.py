@@ -21,20 +21,13 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from bayesmix.design import Design
+from bayesmix.design.terms import unit_major
 from bayesmix.errors import BayesmixError
 from bayesmix.reml.blocked import BlockArrays, fit_blocked
 from bayesmix.reml.profiled import theta_from_covariance
-from bayesmix.scaling import Scaling
-
-
-def _block_z(Zq: np.ndarray, index: np.ndarray, J: int) -> sp.csr_array:
-    n, q = Zq.shape
-    rows = np.repeat(np.arange(n), q)
-    cols = (index[:, None] * q + np.arange(q)[None, :]).ravel()
-    return sp.csr_array((Zq.ravel(), (rows, cols)), shape=(n, J * q))
+from bayesmix.scaling import factor_scale
 
 
 def fit_reml_factors(design: Design, method: Literal["REML", "ML"] = "REML"):
@@ -54,17 +47,13 @@ def fit_reml_factors(design: Design, method: Literal["REML", "ML"] = "REML"):
     X, _, y = sc.standardize(design.atoms, design.y)
     blocks, where = [], []
     for fe in design.effects:
-        for block in fe.blocks:
-            cols = list(block.columns)
-            # Centred and scaled within the block (an unstructured block keeps its T under
-            # A_b; a diagonal one is only scaled), so a shifted slope variable costs no digits.
-            sb = Scaling.from_arrays(design.atoms, design.y, sc.x_factors,
-                                     tuple(fe.factors[c] for c in cols),
-                                     z_centred=block.structure == "unstructured")
-            Z = _block_z(sb.standardize(design.atoms, design.y)[1], fe.grouping.index, fe.J)
-            blocks.append(BlockArrays(Z, fe.J, block.q, diagonal=block.structure == "diagonal",
-                                      name=fe.name))
-            where.append((fe, cols, sb))
+        # Centred and scaled within each block (an unstructured block keeps its T under
+        # A_b; a diagonal one is only scaled), so a shifted slope variable costs no digits.
+        for (cols, sb), block in zip(factor_scale(design, fe).blocks, fe.blocks, strict=True):
+            Zs = sb.standardize(design.atoms, design.y)[1]
+            blocks.append(BlockArrays(unit_major(Zs, fe.grouping.index, fe.J), fe.J, block.q,
+                                      diagonal=block.structure == "diagonal", name=fe.name))
+            where.append((fe, list(cols), sb))
     res = fit_blocked(X, y, blocks, method)
     s_y = sc.y_scale
     sigma = s_y * res.sigma
