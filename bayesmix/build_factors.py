@@ -31,7 +31,7 @@ from bayesmix import notation as nt
 from bayesmix.design import Design
 from bayesmix.design.terms import FactorEffects, RandomBlock, unit_major
 from bayesmix.priors import Prior, ResolvedPriors
-from bayesmix.scaling import FactorScale, factor_scale
+from bayesmix.scaling import FactorScale
 
 COV_RV = "chol_cov_u"
 SD_RV = "sd_u_std"
@@ -144,9 +144,12 @@ def store_covariance(fe: FactorEffects, chol, fs: FactorScale) -> None:
 
 
 def factor_effects(
-    design: Design, rp: ResolvedPriors,
-) -> tuple[list[tuple[FactorEffects, Any, np.ndarray]], dict[str, Any], dict[str, np.ndarray]]:
+    design: Design, rp: ResolvedPriors, collapse: FactorEffects | None = None,
+) -> tuple[list[tuple[FactorEffects, Any, FactorScale]], dict[str, Any], dict[str, np.ndarray]]:
     """Every factor's non-centred effects ũ_g = z_g L̃_gᵀ, with ``u_<g>``, ``sd_u_<g>``, ...
+
+    ``collapse``: a factor whose effects are integrated out (:mod:`bayesmix.nested`): it gets
+    its L̃ (kept as ``chol_u_std_<g>`` for the draws afterwards) but no z_g, and ũ is None.
 
     Returns
     -------
@@ -162,18 +165,22 @@ def factor_effects(
     offset = 0
     for g, fe in enumerate(design.effects):
         unit, eff, _ = factor_dims(fe)
-        fs = factor_scale(design, fe)
+        fs = fe.scale
         cols = np.arange(offset, offset + fe.q)
         offset += fe.q
         sd_prior = rp.sd_u.take(cols).scaled(fs.column_scale / s_y)
         chol, start = block_cholesky(fe.blocks, fe.q, sd_prior, rp.eta, suffix=f"_{g}")
         init.update(start)
+        store_covariance(fe, chol, fs)
+        graph[f"{nt.CHOL_STD}_{g}"] = chol
+        if fe is collapse:
+            pm.Deterministic(f"{nt.CHOL_STD}_{g}", chol, dims=factor_dims(fe)[1:])
+            out.append((fe, None, fs))
+            continue
         z = pm.Normal(f"{nt.U_OFFSET}_{g}", 0.0, 1.0, dims=(unit, eff))
         u_std = pt.dot(z, chol.T)
         pm.Deterministic(f"{nt.U}_{fe.name}", fs.u_from_std(u_std), dims=(unit, eff))
-        store_covariance(fe, chol, fs)
         graph[f"{nt.U_STD}_{g}"] = u_std
-        graph[f"{nt.CHOL_STD}_{g}"] = chol
         out.append((fe, u_std, fs))
     return out, graph, init
 

@@ -33,7 +33,7 @@ from bayesmix import notation as nt
 from bayesmix.design import Design
 from bayesmix.design.terms import FactorEffects
 from bayesmix.priors import ResolvedPriors
-from bayesmix.scaling import Scaling, factor_scale
+from bayesmix.scaling import Scaling
 from bayesmix.stats import ClusterStats, grouped_gram
 
 
@@ -99,8 +99,8 @@ def nested_stats(design: Design, scaling: Scaling) -> NestedStats:
     """Cross-products of ``[X̃, Õ, Z̃, ỹ]`` per innermost unit (one pass over the rows)."""
     inner, outer, maps = nesting(design)  # type: ignore[misc]
     X, _, y = scaling.standardize(design.atoms, design.y)
-    O_ = [factor_scale(design, fe).standardize(design.atoms, fe.q) for fe in outer]
-    Zi = factor_scale(design, inner).standardize(design.atoms, inner.q)
+    O_ = [fe.scale.standardize(design.atoms, fe.q) for fe in outer]
+    Zi = inner.scale.standardize(design.atoms, inner.q)
     W = np.column_stack([X, *O_, Zi, y])
     M = grouped_gram(W, inner.grouping.index, inner.J)
     return NestedStats(M=M, n=inner.grouping.sizes(), p=X.shape[1],
@@ -119,36 +119,15 @@ def nested_collapsed(
     -------
     loglik, graph, initvals, stats
     """
-    from bayesmix.build_factors import block_cholesky, factor_dims, store_covariance
+    from bayesmix.build_factors import factor_effects
     from bayesmix.collapsed import woodbury_loglik
 
     sc = rp.scaling
-    s_y = sc.y_scale
     inner, outer, maps = nesting(design)  # type: ignore[misc]
     st = nested_stats(design, sc)
     px, po, pz = st.parts
-    graph: dict[str, Any] = {}
-    init: dict[str, np.ndarray] = {}
-    offsets = _sd_offsets(design)
-    gathered = []
-    for g, fe in enumerate(design.effects):
-        fs = factor_scale(design, fe)
-        cols = offsets[fe.name]
-        chol, start = block_cholesky(fe.blocks, fe.q,
-                                     rp.sd_u.take(cols).scaled(fs.column_scale / s_y),
-                                     rp.eta, suffix=f"_{g}")
-        init.update(start)
-        store_covariance(fe, chol, fs)
-        unit, eff, eff2 = factor_dims(fe)
-        pm.Deterministic(f"{nt.CHOL_STD}_{g}", chol, dims=(eff, eff2))
-        graph[f"{nt.CHOL_STD}_{g}"] = chol
-        if fe is inner:
-            continue
-        z = pm.Normal(f"{nt.U_OFFSET}_{g}", 0.0, 1.0, dims=(unit, eff))
-        u_std = pt.dot(z, chol.T)
-        pm.Deterministic(f"{nt.U}_{fe.name}", fs.u_from_std(u_std), dims=(unit, eff))
-        graph[f"{nt.U_STD}_{g}"] = u_std
-        gathered.append(u_std[maps[:, outer.index(fe)]])
+    effects, graph, init = factor_effects(design, rp, collapse=inner)
+    gathered = [u_std[maps[:, outer.index(fe)]] for fe, u_std, _ in effects if fe is not inner]
     uo = pt.concatenate(gathered, axis=1)  # (J, q_o)
     M = pm.Data("M_nested", st.M) if shared else pt.as_tensor_variable(st.M)
     n = pt.as_tensor_variable(st.n.astype(float))
@@ -182,15 +161,6 @@ def nested_data(built: Any, design: Design) -> dict[str, np.ndarray]:
     return {"M_nested": nested_stats(design, built.scaling).M}
 
 
-def _sd_offsets(design: Design) -> dict[str, np.ndarray]:
-    """Positions of each factor's effects in the all-factor SD prior."""
-    out, offset = {}, 0
-    for fe in design.effects:
-        out[fe.name] = np.arange(offset, offset + fe.q)
-        offset += fe.q
-    return out
-
-
 def draw_inner_effects(
     design: Design, st: NestedStats, scaling: Scaling, beta_std: np.ndarray,
     chol_std: np.ndarray, sigma_std: np.ndarray, outer_u: dict[str, np.ndarray],
@@ -215,7 +185,7 @@ def draw_inner_effects(
 
     inner, outer, maps = nesting(design)  # type: ignore[misc]
     uo = np.concatenate(
-        [factor_scale(design, fe).u_to_std(outer_u[fe.name])[:, maps[:, g]]
+        [fe.scale.u_to_std(outer_u[fe.name])[:, maps[:, g]]
          for g, fe in enumerate(outer)], axis=2)  # (D, J, q_o)
     _, po, pz = st.parts
     OZ = st.M[:, po, pz]  # (J, q_o, q)
@@ -225,7 +195,7 @@ def draw_inner_effects(
 
     u_std = draw_u_conditional(st.inner_stats(scaling), beta_std, chol_std, sigma_std, rng,
                                offset=offset)
-    return factor_scale(design, inner).u_from_std(u_std)
+    return inner.scale.u_from_std(u_std)
 
 
 def draw_inner_posterior(built: Any, random_seed: int | None, post: Any) -> Any:

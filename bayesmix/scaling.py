@@ -360,11 +360,11 @@ def random_column_scale(design: Any) -> np.ndarray:
     """Scale of each random effect's level-1 column (the SD priors' divisor), all factors.
 
     One factor: ``design.scaling.z_column_scale``.  Several: each factor's
-    :func:`factor_scale` (the same rule, block by block).
+    :class:`FactorScale` (``fe.scale``, the same rule, block by block).
     """
     if design.single_factor:
         return design.scaling.z_column_scale
-    return np.concatenate([factor_scale(design, fe).column_scale for fe in design.effects])
+    return np.concatenate([fe.scale.column_scale for fe in design.effects])
 
 
 @dataclass(frozen=True)
@@ -417,15 +417,23 @@ class FactorScale:
         return self.y_scale**2 * (self.A_inv @ np.asarray(cov_std, dtype=float) @ self.A_inv.T)
 
 
-def factor_scale(design: Any, fe: Any) -> FactorScale:
-    """The :class:`FactorScale` of one grouping factor of a design (``design.effects``)."""
-    sc = design.scaling
+def factor_scale(atoms: np.ndarray, y: np.ndarray, sc: Scaling, fe: Any) -> FactorScale:
+    """The :class:`FactorScale` of one grouping factor (found once, in ``build_design``).
+
+    Parameters
+    ----------
+    atoms : ndarray, shape (n, a)
+    y : ndarray, shape (n,)
+    sc : Scaling
+        The design's; its X part and s_y are shared by every block.
+    fe : FactorEffects
+    """
     q = fe.q
     a, a_inv, scale = np.zeros((q, q)), np.zeros((q, q)), np.ones(q)
     blocks = []
     for block in fe.blocks:
         cols = tuple(block.columns)
-        sb = Scaling.from_arrays(design.atoms, design.y, sc.x_factors,
+        sb = Scaling.from_arrays(atoms, y, sc.x_factors,
                                  tuple(fe.factors[c] for c in cols),
                                  z_centred=block.structure == "unstructured")
         ix = np.ix_(cols, cols)

@@ -187,7 +187,6 @@ def factors_loglik_function(built: Any):
     import pytensor
     from pytensor.graph.replace import graph_replace
 
-    from bayesmix.scaling import factor_scale
 
     design = built.design
     graph = built.graph
@@ -207,7 +206,7 @@ def factors_loglik_function(built: Any):
         values = [sc.beta_to_std(np.asarray(beta, dtype=float)),
                   np.asarray(float(sigma) / sc.y_scale)]
         for fe in design.effects:
-            fs = factor_scale(design, fe)
+            fs = fe.scale
             if fe is inner:
                 values.append(np.linalg.cholesky(fs.cov_to_std(cov[fe.name])))
             else:

@@ -17,6 +17,7 @@ from bayesmix.design.terms import (
     RandomBlock,
     make_grouping,
     with_parents,
+    with_scale,
 )
 from bayesmix.errors import DataError
 from bayesmix.notation import (
@@ -319,7 +320,8 @@ def build_design(
         G[:, mi, k] = w
     L1 = np.column_stack([c.values for c in level1_cols])
     Zq = np.column_stack([c.values for c in random_cols])
-    effects = _factor_effects(cols_, groupings, atom_names)
+    effects = tuple(with_scale(fe, atoms, y, scaling)
+                    for fe in _factor_effects(cols_, groupings, atom_names))
     for fe in effects:
         validate.check_random_slopes(spec, fe.Zq, fe.labels, fe.terms, fe.grouping.index,
                                      factor=fe.name)

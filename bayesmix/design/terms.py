@@ -11,7 +11,8 @@ over them.  Downstream stages read these objects; nobody splits a label to find 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -106,12 +107,16 @@ class FactorEffects:
         The level-1 columns of the effects row by row.
     factors : tuple of tuple of int
         The atoms (coded variable columns of the design) multiplied in each column of Zq.
+    scale : FactorScale or None
+        The factor's standardised scale, block by block (:class:`bayesmix.scaling.FactorScale`),
+        found once by ``build_design`` and read by the likelihoods, REML and the checks.
     """
 
     grouping: Grouping
     blocks: tuple[RandomBlock, ...]
     Zq: np.ndarray = field(repr=False)
     factors: tuple[tuple[int, ...], ...] = field(repr=False, default=())
+    scale: Any = field(repr=False, default=None)
 
     @property
     def name(self) -> str:
@@ -172,6 +177,13 @@ class FactorEffects:
     def z_names(self) -> tuple[str, ...]:
         """Column labels of Z_g (``"r0[2020:17]"``)."""
         return tuple(f"{name}[{lev}]" for lev in self.grouping.levels for name in self.names)
+
+
+def with_scale(fe: FactorEffects, atoms: np.ndarray, y: np.ndarray, scaling: Any) -> FactorEffects:
+    """The same effects with their :class:`~bayesmix.scaling.FactorScale` found."""
+    from bayesmix.scaling import factor_scale
+
+    return replace(fe, scale=factor_scale(atoms, y, scaling, fe))
 
 
 def unit_major(Zq: np.ndarray, index: np.ndarray, J: int) -> sp.csr_array:

@@ -27,7 +27,6 @@ from bayesmix.design.terms import unit_major
 from bayesmix.errors import BayesmixError
 from bayesmix.reml.blocked import BlockArrays, fit_blocked
 from bayesmix.reml.profiled import theta_from_covariance
-from bayesmix.scaling import factor_scale
 
 
 def fit_reml_factors(design: Design, method: Literal["REML", "ML"] = "REML"):
@@ -49,7 +48,7 @@ def fit_reml_factors(design: Design, method: Literal["REML", "ML"] = "REML"):
     for fe in design.effects:
         # Centred and scaled within each block (an unstructured block keeps its T under
         # A_b; a diagonal one is only scaled), so a shifted slope variable costs no digits.
-        for (cols, sb), block in zip(factor_scale(design, fe).blocks, fe.blocks, strict=True):
+        for (cols, sb), block in zip(fe.scale.blocks, fe.blocks, strict=True):
             Zs = sb.standardize(design.atoms, design.y)[1]
             blocks.append(BlockArrays(unit_major(Zs, fe.grouping.index, fe.J), fe.J, block.q,
                                       diagonal=block.structure == "diagonal", name=fe.name))
