@@ -123,6 +123,8 @@ def choose_likelihood(likelihood: str, design: Design | None = None) -> str:
     For crossed factors the sufficient form sampled InstEval's posterior in 82 s against 148 s
     for the row-wise one (same run, same draws; ``benchmarks/levels.py``).
     """
+    if design is not None and not design.family.is_gaussian:
+        return _choose_glmm(likelihood, design)
     several = design is not None and not design.single_factor
     nested = several and _nested(design)
     if likelihood == "auto":
@@ -136,6 +138,28 @@ def choose_likelihood(likelihood: str, design: Design | None = None) -> str:
             "the collapsed likelihood needs one grouping factor or nested ones; this model "
             f"has {len(design.effects)} crossed ({', '.join(fe.name for fe in design.effects)}), "
             "so use likelihood='rows' or 'sufficient' (or 'auto')"
+        )
+    return likelihood
+
+
+GLMM_FORMS = ("cells", "rows")
+
+
+def _choose_glmm(likelihood: str, design: Design) -> str:
+    """A non-Gaussian family: ``"cells"`` where aggregation halves the rows, else ``"rows"``.
+
+    The Gaussian statistics forms (collapsed, sufficient) have no counterpart: the
+    likelihood of a GLMM does not reduce to cross-products (:mod:`bayesmix.build_glmm`).
+    """
+    from bayesmix.build_glmm import CELLS_MIN_REDUCTION, make_cells
+
+    if likelihood == "auto":
+        cells = make_cells(design)
+        return "cells" if cells.c * CELLS_MIN_REDUCTION <= design.n else "rows"
+    if likelihood not in GLMM_FORMS:
+        raise SpecError(
+            f"likelihood={likelihood!r} is a form of the Gaussian family; a "
+            f"{design.family.name} model takes {' or '.join(GLMM_FORMS)} (or auto)"
         )
     return likelihood
 
@@ -211,6 +235,13 @@ def build_model(
     form = choose_likelihood(likelihood, design)
     rp = priors if isinstance(priors, ResolvedPriors) else resolve_priors(design, priors)
     sc = rp.scaling
+    if not design.family.is_gaussian:
+        from bayesmix.build_glmm import build_glmm
+
+        if shared_data or stats is not None:
+            raise SpecError(f"shared_data and stats are for the Gaussian family's statistics "
+                            f"forms; a {design.family.name} model reads its rows")
+        return build_glmm(design, rp, form)
     if not design.single_factor:
         if shared_data and form == "rows":
             raise SpecError("shared_data=True with several grouping factors needs the nested "

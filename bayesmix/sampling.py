@@ -355,7 +355,8 @@ def _assemble(
             nt.DIM_LEVEL1: list(design.level1_names),
         }
     )
-    keep = [nt.BETA, nt.SD_U, nt.CORR_U, nt.CHOL_U, nt.SIGMA, nt.U, nt.COEF]
+    keep = [v for v in (nt.BETA, nt.SD_U, nt.CORR_U, nt.CHOL_U, nt.SIGMA, nt.U, nt.COEF)
+            if v in post]
     # The standardised parameters (and the packed LKJ factor) are the sampler's coordinates,
     # not results: the posterior holds the original scale only.
     extra = [v for v in post.data_vars if v not in keep and not _internal(str(v))]
@@ -372,7 +373,7 @@ def _internal(name: str) -> bool:
 
 def _factors_posterior(post: xr.Dataset, design) -> xr.Dataset:
     """Several grouping factors: β, σ and per factor u, sd_u, corr_u (original scale)."""
-    keep = [nt.BETA, nt.SIGMA]
+    keep = [v for v in (nt.BETA, nt.SIGMA) if v in post]
     for fe in design.effects:
         keep += [v for v in (f"{nt.U}_{fe.name}", f"{nt.SD_U}_{fe.name}",
                              f"{nt.CORR_U}_{fe.name}") if v in post]

@@ -15,7 +15,7 @@ Likelihood = Literal["auto", "collapsed", "sufficient", "rows"]
 
 SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
 BACKENDS: tuple[str, ...] = ("auto", "c", "numba")
-LIKELIHOODS: tuple[str, ...] = ("auto", "collapsed", "sufficient", "rows")
+LIKELIHOODS: tuple[str, ...] = ("auto", "collapsed", "sufficient", "rows", "cells")
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,10 @@ class SamplerSettings:
         The same seed gives identical draws.
     sampler : {"nutpie", "pymc", "numpyro"}
         NUTS implementation.  numpyro needs ``pip install bayesmix[numpyro]``.
-    likelihood : {"auto", "collapsed", "sufficient", "rows"}
-        Form of the likelihood (see :func:`bayesmix.build_model`); ``"auto"`` is
-        ``"collapsed"`` for the Gaussian models bayesmix fits.
+    likelihood : {"auto", "collapsed", "sufficient", "rows", "cells"}
+        Form of the likelihood, passed on to :func:`bayesmix.build_model`, which resolves
+        ``"auto"`` per family and structure (collapsed for one factor or nested Gaussian
+        ones, sufficient for crossed Gaussian ones, cells or rows for the other families).
     progressbar : bool or None
         None shows a progress bar in terminals and notebooks only.
     cores : int or None

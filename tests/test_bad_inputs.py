@@ -268,12 +268,15 @@ def _grouped(y):
 
 
 @pytest.mark.parametrize("y, family", [
-    (np.tile([0.0, 1.0], 50), "Bernoulli"),
-    (np.random.default_rng(0).poisson(2.0, 100).astype(float), "Poisson"),
+    (np.tile([0.0, 1.0], 50), "bernoulli"),
+    (np.random.default_rng(0).poisson(2.0, 100).astype(float), "poisson"),
 ])
 def test_binary_or_count_outcome_warns_with_the_family(y, family):
-    with pytest.warns(UserWarning, match=f"Gaussian.*{family}"):
+    with pytest.warns(UserWarning, match=f"Gaussian.*family='{family}'"):
         build_design(Spec.from_formula("y ~ X + (1 | g)"), _grouped(y))
+    with warnings.catch_warnings():  # fitted with the family it names: no warning
+        warnings.simplefilter("error")
+        build_design(Spec.from_formula("y ~ X + (1 | g)", family=family), _grouped(y))
 
 
 def test_continuous_outcome_does_not_warn():

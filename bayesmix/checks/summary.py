@@ -197,6 +197,8 @@ def _pairs(fe) -> list[tuple[int, int]]:
 def summary_dataset(fit: Fit) -> xr.Dataset:
     """The summarised quantities: beta, the SDs of U, their free correlations, sigma.
 
+    σ only for the Gaussian family (the others have no residual SD).
+
     With several grouping factors, ``sd_u_<factor>`` and ``corr_u_<factor>`` per factor.
     Correlations fixed at 0 by a diagonal structure (``||``) are left out.
     """
@@ -204,7 +206,9 @@ def summary_dataset(fit: Fit) -> xr.Dataset:
     design = fit.design
     if not design.single_factor:
         return _factors_dataset(fit, post)
-    out = xr.Dataset({nt.BETA: post[nt.BETA], nt.SD_U: post[nt.SD_U], nt.SIGMA: post[nt.SIGMA]})
+    out = xr.Dataset({nt.BETA: post[nt.BETA], nt.SD_U: post[nt.SD_U]})
+    if nt.SIGMA in post:  # the Gaussian family's σ; the others have none
+        out[nt.SIGMA] = post[nt.SIGMA]
     names = list(design.random_names)
     pairs = [(names[i], names[k]) for i, k in _pairs(design.effects[0])]
     if pairs:
@@ -216,7 +220,7 @@ def summary_dataset(fit: Fit) -> xr.Dataset:
         )
         out[nt.CORR_U] = (("chain", "draw", "pair"), values)
         out = out.assign_coords(pair=labels)
-        out = out[[nt.BETA, nt.SD_U, nt.CORR_U, nt.SIGMA]]
+        out = out[[v for v in (nt.BETA, nt.SD_U, nt.CORR_U, nt.SIGMA) if v in out]]
     return out
 
 
@@ -235,7 +239,8 @@ def _factors_dataset(fit: Fit, post: xr.Dataset) -> xr.Dataset:
             out[f"{nt.CORR_U}_{fe.name}"] = (("chain", "draw", dim),
                                              np.stack([corr[..., i, k] for i, k in pairs], -1))
             out = out.assign_coords({dim: labels})
-    out[nt.SIGMA] = post[nt.SIGMA]
+    if nt.SIGMA in post:
+        out[nt.SIGMA] = post[nt.SIGMA]
     return out
 
 

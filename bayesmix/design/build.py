@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from bayesmix.design import validate
 from bayesmix.design.coding import Coder, model_columns
+from bayesmix.design.outcome import family_arrays
 from bayesmix.design.terms import (
     FactorEffects,
     Grouping,
@@ -20,6 +21,7 @@ from bayesmix.design.terms import (
     with_scale,
 )
 from bayesmix.errors import DataError
+from bayesmix.families import Family, link_centre
 from bayesmix.notation import (
     DIM_CLUSTER,
     DIM_FIXED,
@@ -88,6 +90,10 @@ class Design:
         The columns the model uses, for the rows used (kept to save and rebuild a fit).
     levels : dict of str to tuple of str
         Levels of each categorical predictor, reference first (to code new data the same way).
+    trials : ndarray, shape (n,), or None
+        Number of trials n_i of a binomial outcome.
+    offset : ndarray, shape (n,), or None
+        log t_i of a Poisson exposure t_i (η = Xβ + Zu + offset).
     """
 
     spec: Spec
@@ -118,6 +124,13 @@ class Design:
     levels: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     groupings: tuple[Grouping, ...] = field(default=(), repr=False)
     effects: tuple[FactorEffects, ...] = field(default=(), repr=False)
+    trials: np.ndarray | None = field(default=None, repr=False)
+    offset: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def family(self) -> Family:
+        """The Spec's family (:mod:`bayesmix.families`)."""
+        return self.spec.family
 
     def __repr__(self) -> str:
         from bayesmix.reprs import design_text
@@ -274,6 +287,7 @@ def build_design(
     validate.check_columns(spec, data)
     data = validate.handle_missing(spec, data, missing)
     y = validate.check_outcome(spec, data)
+    trials, offset = family_arrays(spec, data, y)
     n = len(y)
     groupings = with_parents([make_grouping(_columns_of(spec, g), data)
                               for g in spec.groupings])
@@ -299,9 +313,14 @@ def build_design(
     # unstructured block holds both; a diagonal T must stay diagonal.
     z_centred = single and len(spec.random) == 1 and spec.random[0].correlated
     scaling = Scaling.from_arrays(atoms, y, fixed_factors, random_factors, z_centred=z_centred)
+    if not spec.family.is_gaussian:
+        # The link scale: η = m + η̃ with m = g(ȳ) and no rescaling (families.link_centre).
+        scaling = replace(scaling, y_center=link_centre(spec.family, y, trials, offset),
+                          y_scale=1.0)
     X_std, _, y_std = scaling.standardize(atoms, y)
     validate.check_rank(X_std, cols_.fixed_names)
-    validate.check_not_exact(X_std, y_std, cols_.fixed_names, spec.outcome)
+    if spec.family.is_gaussian:
+        validate.check_not_exact(X_std, y_std, cols_.fixed_names, spec.outcome)
     del X_std, y_std
     level1_cols = cols_.level1
     random_cols = cols_.random
@@ -325,7 +344,7 @@ def build_design(
     for fe in effects:
         validate.check_random_slopes(spec, fe.Zq, fe.labels, fe.terms, fe.grouping.index,
                                      factor=fe.name)
-        if n <= fe.J * fe.q:
+        if n <= fe.J * fe.q and spec.family.is_gaussian:
             raise DataError(
                 f"the number of observations ({n}) is not larger than the number of random "
                 f"effects over {fe.name} ({fe.J} units x {fe.q} terms = {fe.J * fe.q}); the "
@@ -379,6 +398,8 @@ def build_design(
         levels=dict(coder.levels),
         groupings=groupings,
         effects=effects,
+        trials=trials,
+        offset=offset,
     )
 
 

@@ -96,10 +96,18 @@ def is_categorical(spec: Spec, series: pd.Series) -> bool:
 def check_outcome(spec: Spec, data: pd.DataFrame) -> np.ndarray:
     """The outcome is numeric, finite and not constant; returns it as float64 (n,).
 
+    For a Bernoulli family a boolean or two-level categorical outcome is coded 0/1 first
+    (:func:`bayesmix.design.outcome.bernoulli_codes`); the family's own checks follow in
+    :func:`bayesmix.design.outcome.family_arrays`.
+
     A binary or small-count outcome is modelled as Gaussian with a UserWarning that names the
     family it calls for (:func:`warn_outcome_family`).
     """
     col = data[spec.outcome]
+    if spec.family.name == "bernoulli":
+        from bayesmix.design.outcome import bernoulli_codes
+
+        col = bernoulli_codes(spec.outcome, col)
     if pd.api.types.is_complex_dtype(col):
         raise DataError(_complex_message(spec.outcome, "the outcome"))
     if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
@@ -116,12 +124,13 @@ def check_outcome(spec: Spec, data: pd.DataFrame) -> np.ndarray:
             f"the outcome {spec.outcome!r} has {int(bad.sum())} infinite values, at rows "
             f"{_show(data.index[bad])}"
         )
-    if np.ptp(y) == 0:
+    if np.ptp(y) == 0 and spec.family.is_gaussian:
         raise DataError(
             f"the outcome {spec.outcome!r} is constant ({y[0]:g} in every row); there is "
             "nothing to model"
         )
-    warn_outcome_family(spec.outcome, y)
+    if spec.family.is_gaussian:
+        warn_outcome_family(spec.outcome, y)
     return y
 
 
@@ -140,8 +149,8 @@ def warn_outcome_family(name: str, y: np.ndarray) -> None:
         warnings.warn(
             f"the outcome {name!r} takes only two values ({values[0]:g} and {values[1]:g}): it "
             "looks binary, but the model is Gaussian (a linear probability model whose "
-            "predictions can leave the two values' range). Use a Bernoulli (logistic) family "
-            "for it once bayesmix has families (planned); until then read the fit with care.",
+            "predictions can leave the two values' range). Fit it with family='bernoulli' "
+            "(a multilevel logistic model) instead.",
             UserWarning,
             stacklevel=4,
         )
@@ -150,8 +159,8 @@ def warn_outcome_family(name: str, y: np.ndarray) -> None:
         warnings.warn(
             f"the outcome {name!r} holds only small non-negative integers "
             f"({values[0]:g} to {values[-1]:g}): it looks like a count, but the model is "
-            "Gaussian. Use a Poisson family (or binomial, for k successes out of n) for it "
-            "once bayesmix has families (planned); until then read the fit with care.",
+            "Gaussian. Fit it with family='poisson' (or family='binomial' with trials=, for k "
+            "successes out of n) instead.",
             UserWarning,
             stacklevel=4,
         )

@@ -15,6 +15,9 @@ Format (every key but the model's equations or formula is optional)::
     # Three or more levels: levels = ["childid", "schoolid"] (innermost first) instead of
     # cluster, with π/β/γ equations; crossed factors: crossed = ["plate", "sample"] (U, V);
     # diagonal = true (or a list of those factors): independent random effects, lme4's ||.
+    family = "bernoulli"               # or "binomial" (with trials = "n"), "poisson" (with
+                                       # exposure = "t" if any); Gaussian when absent.  The
+                                       # level-1 line may state the link: logit(y) = b0 + ...
     categorical = ["oven_block"]       # numeric columns to code as categorical
     [reference]                        # reference level of categorical predictors
     Sector = "Public"
@@ -41,8 +44,10 @@ from bayesmix.spec.model import Spec
 _KEYS = {
     "name", "description", "data", "cluster", "equations", "formula", "categorical",
     "reference", "priors", "sampler", "level2", "levels", "crossed", "diagonal",
+    "family", "trials", "exposure",
 }
-_TEXT_KEYS = ("name", "description", "data", "cluster", "equations", "formula")
+_TEXT_KEYS = ("name", "description", "data", "cluster", "equations", "formula", "family",
+              "trials", "exposure")
 _NAMES_KEYS = ("categorical", "level2", "levels", "crossed")
 _GROUPING_KEYS = ("cluster", "levels", "crossed")
 _TABLE_KEYS = ("reference", "priors", "sampler")
@@ -140,6 +145,9 @@ def read_model_file(path: str | Path) -> Spec:
         "reference": raw.get("reference"),
         "categorical": raw.get("categorical", ()),
         "name": raw.get("name", path.stem),
+        "family": raw.get("family"),
+        "trials": raw.get("trials"),
+        "exposure": raw.get("exposure"),
     }
     try:
         if has_eq:

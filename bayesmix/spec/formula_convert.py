@@ -257,13 +257,20 @@ def _random_part(block: RandomTerm) -> str:
 def spec_to_formula(spec: Spec) -> str:
     """Write a Spec as an lme4 formula, fixed terms in the column order of X.
 
-    ``Spec.from_formula(spec.to_formula())`` gives the same design matrices.
+    ``Spec.from_formula(spec.to_formula())`` gives the same design matrices.  A binomial
+    outcome is written ``cbind(k, n - k)`` and a Poisson exposure ``offset(log(t))``, as in
+    lme4; like lme4's, the formula does not name the family (pass ``family=`` with it).
     """
     fixed = []
     terms = spec.fixed_terms
     has_intercept = any(not t.variables for t in terms)
     fixed.append("1" if has_intercept else "0")
     fixed += [":".join(_quote(v) for v in t.variables) for t in terms if t.variables]
+    if spec.exposure is not None:
+        fixed.append(f"offset(log({_quote(spec.exposure)}))")
     random = " + ".join(_random_part(b) for b in spec.random)
-    return f"{_quote(spec.outcome)} ~ {' + '.join(fixed)} + {random}"
+    outcome = _quote(spec.outcome)
+    if spec.trials is not None:  # lme4's two-column binomial response
+        outcome = f"cbind({outcome}, {_quote(spec.trials)} - {outcome})"
+    return f"{outcome} ~ {' + '.join(fixed)} + {random}"
 

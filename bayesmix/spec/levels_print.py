@@ -119,7 +119,8 @@ def equation_arguments(spec: Spec) -> dict[str, object]:
     -------
     dict
         ``{"cluster": ...}``, ``{"levels": [...]}`` or ``{"crossed": [...]}``, with
-        ``"diagonal"`` listing the factors whose effects are independent, if any.
+        ``"diagonal"`` listing the factors whose effects are independent, if any, and the
+        ``"trials"`` or ``"exposure"`` column of a binomial or Poisson model.
 
     Raises
     ------
@@ -137,6 +138,10 @@ def equation_arguments(spec: Spec) -> dict[str, object]:
                 for k, b in zip(plan.keys, spec.random, strict=True) if not b.correlated]
     if diagonal:
         out["diagonal"] = diagonal
+    if spec.trials is not None:  # the link line names the family; the columns are data
+        out["trials"] = spec.trials
+    if spec.exposure is not None:
+        out["exposure"] = spec.exposure
     return out
 
 
@@ -259,7 +264,11 @@ def print_levels(spec: Spec) -> str:
         return "*".join([node.name, *(quote(v, randoms) for v in node.vars)])
 
     groupings = [b.grouping for b in spec.random]
-    lines = [f"{quote(spec.outcome, randoms)} = {' + '.join(map(product, roots))} + e"]
+    rhs = " + ".join(map(product, roots))
+    if spec.family.is_gaussian:
+        lines = [f"{quote(spec.outcome, randoms)} = {rhs} + e"]
+    else:  # the link around the outcome, no residual (bayesmix.spec.family_syntax)
+        lines = [f"{spec.family.link}({quote(spec.outcome, randoms)}) = {rhs}"]
     level = roots
     while level:
         # Lines of one level in tree order, those with effects of the block that varies at

@@ -12,12 +12,20 @@ non-empty), and every random β_q gives one column per cluster of Z.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bayesmix.errors import SpecError
+from bayesmix.families import GAUSSIAN, Family, get_family
 from bayesmix.spec.consistency import validate_spec
+from bayesmix.spec.family_syntax import (
+    check_family_columns,
+    resolve_family,
+    split_formula,
+    split_link_line,
+)
 from bayesmix.spec.terms import STRUCTURES, Coefficient, FixedTerm, Gamma, RandomTerm
 
 __all__ = ["STRUCTURES", "Coefficient", "FixedTerm", "Gamma", "RandomTerm", "Spec"]
@@ -61,6 +69,13 @@ class Spec:
         The level each predictor belongs to (1 = varies within the innermost units), for the
         level equations of models with three or more levels; empty for two-level models (a
         variable in a level-2 equation is then level 2).
+    family : Family
+        The distribution of y given η = Xβ + Zu and its link (:mod:`bayesmix.families`);
+        Gaussian by default.  A name (``"bernoulli"``) is turned into the Family.
+    trials : str or None
+        Column of the number of trials n_i of a binomial outcome.
+    exposure : str or None
+        Column of the exposure t_i > 0 of a Poisson outcome (η gains the offset log t_i).
     name : str or None
         A short model name (model files set it).
     data_path : Path or None
@@ -78,6 +93,9 @@ class Spec:
     categorical: tuple[str, ...] = ()
     random: tuple[RandomTerm, ...] = ()
     variable_levels: tuple[tuple[str, int], ...] = ()
+    family: Family = GAUSSIAN
+    trials: str | None = None
+    exposure: str | None = None
     name: str | None = None
     data_path: Path | None = field(default=None, compare=False)
     priors: Priors | None = field(default=None, compare=False)
@@ -97,6 +115,8 @@ class Spec:
             object.__setattr__(self, "random", tuple(self.random))
         if isinstance(self.variable_levels, dict):
             object.__setattr__(self, "variable_levels", tuple(self.variable_levels.items()))
+        object.__setattr__(self, "family", get_family(self.family))
+        check_family_columns(self.family, self.trials, self.exposure, self.outcome)
         validate_spec(self)
 
     def __repr__(self) -> str:
@@ -121,6 +141,9 @@ class Spec:
         diagonal: bool | tuple[str, ...] | list[str] = False,
         reference: dict[str, str] | None = None,
         categorical: tuple[str, ...] | list[str] = (),
+        family: str | Family | None = None,
+        trials: str | None = None,
+        exposure: str | None = None,
         name: str | None = None,
     ) -> Spec:
         """Parse level equations in Raudenbush–Bryk notation, of two or more levels.
@@ -152,6 +175,14 @@ class Spec:
             Reference level per categorical column, e.g. ``{"Sector": "Public"}``.
         categorical : str or sequence of str, optional
             Numeric columns to treat as categorical; a single string is one column name.
+        family : str or Family, optional
+            ``"gaussian"`` (default), ``"bernoulli"``, ``"binomial"`` or ``"poisson"``.  The
+            level-1 line may state the link instead, ``logit(use) = b0 + ...`` (Bernoulli, or
+            binomial with ``trials``) or ``log(y) = ...`` (Poisson); such a line has no ``e``.
+        trials : str, optional
+            Column of the number of trials of a binomial outcome.
+        exposure : str, optional
+            Column of the exposure of a Poisson outcome (offset log t).
         name : str, optional
             Model name.
 
@@ -167,9 +198,16 @@ class Spec:
         """
         from bayesmix.spec.levels import make_layout, parse_levels
 
-        parts = parse_levels(text, make_layout(cluster, levels, crossed, diagonal))
+        said = split_link_line(text)
+        fam, trials, exposure = resolve_family(family, said, trials, exposure)
+        if not fam.is_gaussian:
+            _no_residual(said.text, fam)
+        parts = parse_levels(said.text, make_layout(cluster, levels, crossed, diagonal))
         return cls(
             outcome=parts.outcome,
+            family=fam,
+            trials=trials,
+            exposure=exposure,
             cluster=parts.cluster,
             coefficients=parts.coefficients,
             random=parts.random,
@@ -188,6 +226,9 @@ class Spec:
         level2: tuple[str, ...] | list[str] | None = None,
         reference: dict[str, str] | None = None,
         categorical: tuple[str, ...] | list[str] = (),
+        family: str | Family | None = None,
+        trials: str | None = None,
+        exposure: str | None = None,
         name: str | None = None,
     ) -> Spec:
         """Parse an lme4 formula, e.g. ``y ~ X*M + (1 + X | g)`` or ``y ~ X + (1 | a/b)``.
@@ -207,8 +248,10 @@ class Spec:
             Used only to find the level-2 variables.
         level2 : str or sequence of str, optional
             Level-2 variables, overriding what ``data`` would say; a single string is one name.
-        reference, categorical, name
-            As in :meth:`from_equations`.
+        reference, categorical, family, trials, exposure, name
+            As in :meth:`from_equations`.  The formula may state the binomial trials as lme4
+            (``cbind(k, n - k) ~ ...``) or brms (``k | trials(n) ~ ...``) do, and a Poisson
+            exposure as ``offset(log(t))``.
 
         Returns
         -------
@@ -217,11 +260,16 @@ class Spec:
         from bayesmix.spec.formula import parse_formula
         from bayesmix.spec.formula_convert import spec_parts_from_formula
 
-        parsed = parse_formula(formula)
+        said = split_formula(formula)
+        fam, trials, exposure = resolve_family(family, said, trials, exposure)
+        parsed = parse_formula(said.text)
         l2 = None if level2 is None else _names(level2, "level2")
         parts = spec_parts_from_formula(parsed, data=data, level2=l2)
         return cls(
             outcome=parts.outcome,
+            family=fam,
+            trials=trials,
+            exposure=exposure,
             cluster=parts.cluster,
             coefficients=parts.coefficients,
             random=parts.random,
@@ -332,9 +380,10 @@ class Spec:
 
     @property
     def variables(self) -> tuple[str, ...]:
-        """Every data column the model uses: outcome, grouping columns and predictors."""
+        """Every data column the model uses: outcome, trials, exposure, groupings, predictors."""
+        extra = tuple(c for c in (self.trials, self.exposure) if c is not None)
         return _unique(
-            (self.outcome, *self.factor_columns, *self.level1_variables,
+            (self.outcome, *extra, *self.factor_columns, *self.level1_variables,
              *self.level2_variables, *self.random_variables)
         )
 
@@ -358,6 +407,18 @@ def _random_from_coefficients(spec: Spec) -> tuple[RandomTerm, ...]:
     return (RandomTerm(factor=tuple(spec.cluster.split(":")),
                        terms=tuple(c.variables for c in coefs),
                        names=tuple(c.random for c in coefs)),)  # type: ignore[misc]
+
+
+def _no_residual(text: str, family: Family) -> None:
+    """A non-Gaussian level-1 line has no residual ``e`` (its variance follows from μ)."""
+    for lineno, line in enumerate(text.splitlines(), 1):
+        code = line.split("#")[0]
+        if re.search(r"\+\s*(e|ε|r)(\[\w*\])?\s*$", code) and not re.match(
+                r"\s*[A-Za-zπβγ]+\d", code):
+            raise SpecError(
+                f"line {lineno}: a {family.name} outcome has no level-1 residual e (its "
+                f"variance follows from {family.mean_name}); drop `+ e`"
+            )
 
 
 def _ref_tuple(reference: dict[str, str] | None) -> tuple[tuple[str, str], ...]:

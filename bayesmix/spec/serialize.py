@@ -25,6 +25,9 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
         "variable_levels": [[v, int(k)] for v, k in spec.variable_levels],
         "reference": dict(spec.reference),
         "categorical": list(spec.categorical),
+        "family": spec.family.name,
+        "trials": spec.trials,
+        "exposure": spec.exposure,
         "name": spec.name,
     }
 
@@ -53,5 +56,8 @@ def spec_from_dict(values: dict[str, Any]) -> Spec:
         variable_levels=tuple((v, int(k)) for v, k in values.get("variable_levels", ())),
         reference=tuple((str(k), str(v)) for k, v in dict(values.get("reference", {})).items()),
         categorical=tuple(values.get("categorical", ())),
+        family=values.get("family", "gaussian"),
+        trials=values.get("trials"),
+        exposure=values.get("exposure"),
         name=values.get("name"),
     )

@@ -1,0 +1,205 @@
+"""The PyMC model of a non-Gaussian family (Bernoulli, binomial, Poisson): a GLMM.
+
+On the link scale, with the standardised X̃ and Z̃ of :mod:`bayesmix.scaling` (m = g(ȳ) the
+centre of :func:`bayesmix.families.link_centre`, and no rescaling: s = 1)::
+
+    β̃ ~ Normal(rp.std_beta())                           (p,)   free; beta = A_x⁻¹(β̃ + m e₀)
+    ũ_g = z_g L̃_gᵀ,  z_g ~ N(0, I)                      (J_g, q_g) per grouping factor
+    η_i = m + X̃_i β̃ + Σ_g Z̃_{g,i} ũ_{g, j_g(i)} + o_i   o_i = log t_i (Poisson exposure)
+    y_i ~ Bernoulli(logit⁻¹ η_i) | Binomial(n_i, logit⁻¹ η_i) | Poisson(exp η_i)
+
+the joint non-centred posterior of (γ, U, T) that NUTS samples directly (brms's and bambi's
+parametrisation).  Its forms:
+
+``"rows"`` (the reference)
+    One likelihood term per row.
+``"cells"`` (exact aggregation; the default when it at least halves the rows)
+    Rows that share every grouping unit and the same row of X̃ and Z̃ have the same η up to
+    their offsets, so a binomial cell sums its k and n (a Bernoulli row is one trial), and a
+    Poisson cell sums its y and its exposure t (o_c = log Σ t_i).  The log-likelihood equals
+    the row-wise one exactly: the cells' binomial coefficients and log y! and the exposures'
+    Σ y_i log t_i differ from the rows' by a constant, which is added back.  One cell per
+    combination of a cluster and categorical predictors, as in lme4's cbpp.
+
+``u``, ``sd_u``, ``corr_u`` (one factor) or ``u_<g>``, ``sd_u_<g>``, ``corr_u_<g>`` (several)
+are stored on the original scale as for the Gaussian family; there is no σ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from scipy import special
+
+from bayesmix import notation as nt
+from bayesmix.design import Design
+from bayesmix.priors import ResolvedPriors
+
+CELLS_MIN_REDUCTION = 2.0
+"""``"auto"`` aggregates rows into cells when that divides the number of rows by this much."""
+
+
+@dataclass(frozen=True)
+class Cells:
+    """Rows aggregated into cells of equal linear predictor (module docstring).
+
+    Attributes
+    ----------
+    rows : ndarray of int, shape (c,)
+        A representative row of each cell (its X̃, Z̃ and units are the cell's).
+    cell_of_row : ndarray of int, shape (n,)
+        The cell of each row.
+    y : ndarray, shape (c,)
+        Summed outcome.
+    trials : ndarray, shape (c,) or None
+        Summed trials (binomial, and Bernoulli rows as one trial each).
+    offset : ndarray, shape (c,) or None
+        log of the summed exposure (Poisson with an exposure).
+    constant : float
+        log-likelihood of the rows minus that of the cells, at any parameters.
+    """
+
+    rows: np.ndarray
+    cell_of_row: np.ndarray
+    y: np.ndarray
+    trials: np.ndarray | None
+    offset: np.ndarray | None
+    constant: float
+
+    @property
+    def c(self) -> int:
+        """Number of cells."""
+        return len(self.rows)
+
+
+def make_cells(design: Design) -> Cells:
+    """Group the rows of ``design`` into cells of equal linear predictor (exact)."""
+    fam = design.family
+    parts = [design.X, *(fe.Zq for fe in design.effects),
+             *(fe.grouping.index[:, None].astype(float) for fe in design.effects)]
+    key = np.column_stack(parts) if parts else np.zeros((design.n, 0))
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    c = len(first)
+    y = np.bincount(inverse, weights=design.y, minlength=c)
+    trials = offset = None
+    if fam.name in ("bernoulli", "binomial"):
+        n_i = design.trials if design.trials is not None else np.ones(design.n)
+        trials = np.bincount(inverse, weights=n_i, minlength=c)
+        rows_const = _log_choose(n_i, design.y).sum()
+        constant = rows_const - _log_choose(trials, y).sum()
+    else:
+        rows_const = -special.gammaln(design.y + 1).sum()
+        cells_const = -special.gammaln(y + 1).sum()
+        constant = rows_const - cells_const
+        if design.offset is not None:
+            t = np.bincount(inverse, weights=np.exp(design.offset), minlength=c)
+            offset = np.log(t)
+            # Σ_i y_i o_i (rows) against Σ_c y_c log t_c (cells).
+            constant += float(design.y @ design.offset - y @ offset)
+    return Cells(first, inverse, y, trials, offset, float(constant))
+
+
+def _log_choose(n: np.ndarray, k: np.ndarray) -> np.ndarray:
+    return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+
+
+def family_loglik(design: Design, eta, rows: Cells | None = None):
+    """Σ log p(y | η) of the rows (or of the cells, plus their constant) as a tensor.
+
+    Also adds the observed variable ``y`` (rows: dim ``row``) or the Potential
+    ``loglik_cells`` to the model in context.
+    """
+    fam = design.family
+    if rows is None:
+        y, trials, offset = design.y, design.trials, design.offset
+    else:
+        y, trials, offset = rows.y, rows.trials, rows.offset
+    if offset is not None:
+        eta = eta + pt.as_tensor_variable(offset)
+    if fam.name == "bernoulli" and rows is None:
+        dist = pm.Bernoulli.dist(logit_p=eta)
+    elif fam.name in ("bernoulli", "binomial"):
+        dist = pm.Binomial.dist(n=trials.astype(np.int64), logit_p=eta)
+    else:
+        dist = pm.Poisson.dist(mu=pt.exp(eta))
+    observed = y.astype(np.int64)
+    loglik = pt.sum(pm.logp(dist, observed))
+    if rows is None:
+        if fam.name == "bernoulli":
+            pm.Bernoulli(nt.Y, logit_p=eta, observed=observed, dims=nt.DIM_ROW)
+        elif fam.name == "binomial":
+            pm.Binomial(nt.Y, n=trials.astype(np.int64), logit_p=eta, observed=observed,
+                        dims=nt.DIM_ROW)
+        else:
+            pm.Poisson(nt.Y, mu=pt.exp(eta), observed=observed, dims=nt.DIM_ROW)
+        return loglik
+    loglik = loglik + rows.constant
+    pm.Potential("loglik_cells", loglik)
+    return loglik
+
+
+def glmm_linear_predictor(design: Design, rp: ResolvedPriors, beta_std, rows: np.ndarray | None
+                          ) -> tuple[Any, dict[str, Any], dict[str, np.ndarray]]:
+    """η (without offset) at the given rows, with every factor's non-centred effects.
+
+    Returns
+    -------
+    eta : tensor, shape (len(rows),)
+    graph : dict
+        ``u_std`` / ``chol_u_std`` (one factor) or ``u_std_<g>`` / ``chol_u_std_<g>``.
+    initvals : dict
+    """
+    from bayesmix.build import _covariance, _u_from_offset
+    from bayesmix.build_factors import factor_effects
+
+    sc = rp.scaling
+    take = slice(None) if rows is None else rows
+    X = sc.standardize(design.atoms[take], design.y[take])[0]
+    eta = pt.dot(pt.as_tensor_variable(X), beta_std) if design.p else pt.zeros(X.shape[0])
+    graph: dict[str, Any] = {}
+    if design.single_factor:
+        chol, init = _covariance(rp, design)
+        u_std = _u_from_offset(chol, sc)
+        Zs = sc.standardize(design.atoms[take], design.y[take])[1]
+        idx = design.cluster_index[take]
+        eta = eta + pt.sum(pt.as_tensor_variable(Zs) * u_std[idx], axis=-1)
+        graph.update({nt.CHOL_STD: chol, nt.U_STD: u_std})
+    else:
+        effects, graph, init = factor_effects(design, rp)
+        for fe, u_std, fs in effects:
+            Zs = np.ascontiguousarray(fs.standardize(design.atoms[take], fe.q))
+            idx = fe.grouping.index[take]
+            eta = eta + pt.sum(pt.as_tensor_variable(Zs) * u_std[idx], axis=-1)
+    return sc.y_center + eta, graph, init
+
+
+def build_glmm(design: Design, rp: ResolvedPriors, form: str) -> Any:
+    """The PyMC model of a non-Gaussian design in the ``"rows"`` or ``"cells"`` form.
+
+    Returns
+    -------
+    BuiltModel
+        ``graph`` holds ``beta_std``, the effects' standardised tensors, ``loglik`` (the
+        row-wise log-likelihood of y, equal in both forms) and ``eta`` (rows form only).
+    """
+    from bayesmix.build import BuiltModel, _fixed_effects
+    from bayesmix.build_factors import factor_coords
+
+    coords = dict(design.coords) if design.single_factor else {
+        nt.DIM_FIXED: list(design.fixed_names), **factor_coords(design)}
+    cells = make_cells(design) if form == "cells" else None
+    if cells is None:
+        coords[nt.DIM_ROW] = list(range(design.n))
+    with pm.Model(coords=coords) as model:
+        beta_std = _fixed_effects(rp, design.p)
+        eta, graph, init = glmm_linear_predictor(
+            design, rp, beta_std, None if cells is None else cells.rows)
+        loglik = family_loglik(design, eta, cells)
+        graph.update({nt.BETA_STD: beta_std, "loglik": loglik, "initvals": init,
+                      "cells": cells})
+    return BuiltModel(model, design, rp, form, None, graph)
