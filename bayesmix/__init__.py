@@ -25,6 +25,7 @@ from bayesmix.checks import (
 from bayesmix.compare import Comparison, compare
 from bayesmix.design import Design, build_design
 from bayesmix.errors import BayesmixError, DataError, SpecError
+from bayesmix.families import FAMILIES, Family, get_family
 from bayesmix.fit_result import Fit, FitFileError
 from bayesmix.predict import Prediction, predict
 from bayesmix.priors import Prior, Priors, ResolvedPriors, resolve_priors
@@ -45,6 +46,7 @@ from bayesmix.spec import Coefficient, Gamma, RandomTerm, Spec
 from bayesmix.stats import ClusterStats, cluster_stats, stream_cluster_stats
 
 __all__ = [
+    "FAMILIES",
     "BayesmixError",
     "BuiltModel",
     "ClusterStats",
@@ -55,6 +57,7 @@ __all__ = [
     "DataError",
     "Design",
     "Equations",
+    "Family",
     "Fit",
     "FitFileError",
     "Gamma",
@@ -82,6 +85,7 @@ __all__ = [
     "equations",
     "fit",
     "fit_reml",
+    "get_family",
     "load_data",
     "plot_compare",
     "predict",

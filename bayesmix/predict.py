@@ -127,6 +127,7 @@ def predict(
     new_data: pd.DataFrame,
     *,
     kind: str = "mean",
+    scale: str = "response",
     random_seed: int | None = None,
     keep_draws: bool | None = None,
     ci_prob: float = 0.95,
@@ -148,7 +149,14 @@ def predict(
     new_data : DataFrame
         The predictors and the cluster column (the outcome is not needed).
     kind : {"mean", "y"}
-        The expected value, or a new observation (adds ε ~ N(0, σ²)).
+        The expected value, or a new observation (adds ε ~ N(0, σ²); for another family a
+        draw from it: Bernoulli 0/1, binomial counts out of the ``trials`` column of
+        ``new_data``, Poisson counts).
+    scale : {"response", "link"}
+        For a non-Gaussian family and ``kind="mean"``: μ = g⁻¹(η) (the probability p of a
+        Bernoulli or binomial trial, as lme4's ``predict(type = "response")``; the expected
+        count t·λ of a Poisson row, its exposure included), or η itself (the link scale,
+        offset included).  The Gaussian family has one scale.
     random_seed : int, optional
         For the draws of new clusters' U and of ε (the same seed gives the same draws
         whatever ``chunk_rows``).
@@ -167,6 +175,12 @@ def predict(
     """
     if kind not in ("mean", "y"):
         raise DataError(f"kind must be 'mean' or 'y', not {kind!r}")
+    if scale not in ("response", "link"):
+        raise DataError(f"scale must be 'response' or 'link', not {scale!r}")
+    family = fit.spec.family
+    if kind == "y" and scale == "link" and not family.is_gaussian:
+        raise DataError("kind='y' draws outcomes, which live on the response scale; use "
+                        "scale='response' (or kind='mean' for η)")
     if keep_draws not in (None, True, False):
         raise DataError(f"keep_draws must be True, False or None, not {keep_draws!r}")
     if not (isinstance(ci_prob, (int, float)) and 0 < ci_prob < 1):
@@ -175,7 +189,8 @@ def predict(
                                    not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1):
         raise DataError(f"chunk_rows must be a whole number of at least 1, not {chunk_rows!r}")
     spec, design = fit.spec, fit.design
-    needed = [v for v in spec.variables if v != spec.outcome]
+    needed = [v for v in spec.variables if v != spec.outcome
+              and (v != spec.trials or kind == "y")]
     missing_cols = [v for v in needed if v not in new_data.columns]
     if missing_cols:
         raise DataError(
@@ -192,8 +207,13 @@ def predict(
     X = cols.X
     post = fit.posterior
     beta = post[nt.BETA].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()
-    sigma = post[nt.SIGMA].transpose("chain", "draw").to_numpy()
+    sigma = (post[nt.SIGMA].transpose("chain", "draw").to_numpy()
+             if family.is_gaussian else None)
     c, d = beta.shape[:2]
+    offset = (np.log(new_data[spec.exposure].to_numpy(dtype=float))
+              if spec.exposure is not None else None)
+    trials = (new_data[spec.trials].to_numpy(dtype=float)
+              if spec.trials is not None and kind == "y" else None)
     n = len(new_data)
     u_seq, e_seq = np.random.SeedSequence(random_seed).spawn(2)
     factors = _factor_draws(fit, new_data, cols, u_seq)
@@ -217,8 +237,15 @@ def predict(
         mu = np.einsum("cdp,np->cdn", beta, X[a:b])
         for f in factors:
             mu += f.contribution(a, b, c, d)
-        if kind == "y":
+        if offset is not None:
+            mu += offset[a:b]
+        if not family.is_gaussian and scale == "response":
+            mu = family.linkinv(mu)
+        if kind == "y" and sigma is not None:
             mu += sigma[..., None] * _noise(e_seqs, a, b, c, d)
+        elif kind == "y":
+            mu = _family_draws(family, mu, None if trials is None else trials[a:b],
+                               _noise(e_seqs, a, b, c, d))
         if out is not None:
             out[:, :, a:b] = mu
         else:
@@ -319,6 +346,19 @@ def _factor_draws(fit: Fit, new_data: pd.DataFrame, cols, u_seq) -> list[_Factor
         out.append(_FactorDraws(index, fe.J, Zq, u, chol, tuple(f"{fe.name} {v}" for v in new),
                                 seq.spawn(len(new))))
     return out
+
+
+def _family_draws(family, mean: np.ndarray, trials: np.ndarray | None,
+                  normals: np.ndarray) -> np.ndarray:
+    """New outcomes given μ (c, d, rows), by inversion of the uniforms Φ(normals)."""
+    from scipy import stats
+
+    u = stats.norm.cdf(normals)
+    if family.name == "bernoulli":
+        return (u < mean).astype(float)
+    if family.name == "binomial":
+        return stats.binom.ppf(u, trials, mean)
+    return stats.poisson.ppf(u, mean)
 
 
 def _noise(seqs: list, a: int, b: int, c: int, d: int) -> np.ndarray:

@@ -38,7 +38,8 @@ class Reconstruction:
         grouping factors one unit column and one ``Zu[<factor>]`` column per factor
         (``Zu = Σ_g Z_g ū_g``), then ``e`` and ``sum``.
     max_abs_error : float
-        ``max |y − (Xβ̄ + Zū + ē)|``.
+        ``max |y − (Xβ̄ + Zū + ē)|``; NaN for a non-Gaussian family, whose table has
+        ``eta`` and ``mu`` instead of ``e`` (:mod:`bayesmix.checks.reconstruct_glmm`).
     graph_max_abs_error : float or None
         Largest absolute difference between the log-likelihood evaluated by the PyMC graph and
         by NumPy from the explicit X and Z, over the draws checked (None for REML fits).
@@ -56,7 +57,10 @@ class Reconstruction:
     def __str__(self) -> str:
         with pd.option_context("display.width", 120, "display.max_rows", 40):
             text = self.table.to_string(max_rows=40)
-        line = f"max |Y - (Xb + Zu + e)| = {self.max_abs_error:.3g}  ({self.source})"
+        line = (f"max |Y - (Xb + Zu + e)| = {self.max_abs_error:.3g}  ({self.source})"
+                if np.isfinite(self.max_abs_error) else
+                f"eta = Xb + Zu (+ offset) on the link scale, mu = E(y | eta) beside y  "
+                f"({self.source})")
         if self.graph_max_abs_error is not None:
             line += (
                 f"\nlog-likelihood, PyMC graph vs explicit X and Z, {self.draws_checked} draws: "
@@ -134,6 +138,10 @@ def reconstruct(result: Fit | PointEstimates, *, draws_checked: int = 8) -> Reco
     -------
     Reconstruction
     """
+    if not result.design.family.is_gaussian:
+        from bayesmix.checks.reconstruct_glmm import reconstruct_glmm
+
+        return reconstruct_glmm(result, draws_checked)
     if not result.design.single_factor:
         return _reconstruct_factors(result, draws_checked)
     if isinstance(result, Fit):

@@ -267,7 +267,10 @@ def equations(
     else:
         builders = (forms.levels, forms.combined, forms.matrix_cluster, forms.matrix,
                     forms.distributions)
-    built = [Form(build(ctx)) for build in builders]
+    from bayesmix.render.family_forms import glmm_form
+
+    exposure = spec.exposure is not None
+    built = [Form(glmm_form(build(ctx), spec.family, exposure)) for build in builders]
     return Equations(
         *built,
         spec=spec,
