@@ -113,7 +113,9 @@ def _posterior(fit: Any) -> xr.Dataset:
         post = post.to_dataset()
     if not isinstance(post, xr.Dataset):
         raise BayesmixError(f"fit.posterior is a {type(post).__name__}, not an xarray tree")
-    needed = (BETA, U, SD_U, SIGMA) if fit.design.single_factor else (BETA, SIGMA)
+    needed = (BETA, U, SD_U) if fit.design.single_factor else (BETA,)
+    if fit.design.family.has_sigma:
+        needed = (*needed, SIGMA)
     missing = [v for v in needed if v not in post]
     if missing:
         raise BayesmixError(
@@ -257,8 +259,9 @@ def compare(fit: Any, reml: REMLFit) -> Comparison:
         draws = np.stack([corr[i, j] for i, j in pairs])
         est = np.array([reml.corr_u.iloc[i, j] for i, j in pairs])
         add(CORR_U, labels, draws, est, np.full(len(pairs), np.nan))
-    sig = _draws(post[SIGMA]).to_numpy()[None, :]
-    add(SIGMA, ["sigma"], sig, np.array([reml.sigma]), np.array([np.nan]))
+    if SIGMA in post:  # the Gaussian family's σ
+        sig = _draws(post[SIGMA]).to_numpy()[None, :]
+        add(SIGMA, ["sigma"], sig, np.array([reml.sigma]), np.array([np.nan]))
     table = rows.table()
 
     # ---- random effects
@@ -266,7 +269,10 @@ def compare(fit: Any, reml: REMLFit) -> Comparison:
     u = u.to_numpy()  # (J, q, S)
     su = _summ(u)
     blup = reml.u.to_numpy()
-    own = own_estimates(design, reml.beta.to_numpy())
+    # No-pooling estimates are least squares: defined for the Gaussian family only (a GLMM
+    # cluster's own fit may not exist, e.g. all 0 or all 1).
+    own = (own_estimates(design, reml.beta.to_numpy()) if design.family.is_gaussian
+           else np.full_like(blup, np.nan))
     with np.errstate(divide="ignore", invalid="ignore"):
         shrink = np.where(np.abs(own) > 0, 1.0 - blup / own, np.nan)
         pshrink = np.where(np.abs(own) > 0, 1.0 - su["mean"] / own, np.nan)

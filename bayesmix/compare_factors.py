@@ -66,8 +66,9 @@ def compare_factors(fit: Any, reml: Any, post: Any) -> Any:
             "sd": su["sd"].ravel(), "2.5%": su["2.5%"].ravel(), "97.5%": su["97.5%"].ravel(),
             "posterior shrinkage": np.full(n, np.nan), "z": zu.ravel(), "verdict": verdict,
         }, columns=["factor", *U_COLUMNS]))
-    add(SIGMA, ["sigma"], _draws(post[SIGMA]).to_numpy()[None, :], np.array([reml.sigma]),
-        np.array([np.nan]))
+    if SIGMA in post:  # the Gaussian family's σ
+        add(SIGMA, ["sigma"], _draws(post[SIGMA]).to_numpy()[None, :],
+            np.array([reml.sigma]), np.array([np.nan]))
     table = rows.table()
     u_table = pd.concat(u_rows, ignore_index=True)
     notes = _notes(table, u_table, reml, design)

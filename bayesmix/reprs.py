@@ -144,7 +144,9 @@ def _fit_header(fit: Any) -> tuple[str, str]:
     d = fit.design
     units = (f"J = {d.J} clusters" if d.single_factor
              else ", ".join(f"{fe.J} {fe.name}" for fe in d.effects))
-    line = (f"{fit.likelihood} likelihood, {fit.settings.sampler}, {post.sizes['chain']} chains "
+    fam = fit.spec.family
+    family = "" if fam.is_gaussian else f"{fam.name} family ({fam.link} link), "
+    line = (f"{family}{fit.likelihood} likelihood, {fit.settings.sampler}, {post.sizes['chain']} chains "
             f"x {post.sizes['draw']} draws; n = {d.n}, {units}")
     return title, line
 

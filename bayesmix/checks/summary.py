@@ -244,6 +244,39 @@ def _factors_dataset(fit: Fit, post: xr.Dataset) -> xr.Dataset:
     return out
 
 
+def latent_icc(fit: Fit, post: xr.Dataset) -> dict[str, xr.DataArray]:
+    """Latent-scale ICCs of a logit model: τ_g / (Σ_h τ_h + π²/3) per grouping factor g.
+
+    τ_g is the variance of factor g's random intercept (at 0 of any random-slope variable),
+    π²/3 the variance of the standard logistic distribution of the latent residual (Snijders
+    & Bosker; Raudenbush & Bryk; ``performance::icc`` for a random-intercept logit model).
+    Empty for other families (the Gaussian ICC needs σ², a Poisson one a distribution-
+    specific approximation: ``performance::icc`` with Nakagawa's method) and for factors
+    without an intercept.
+    """
+    design = fit.design
+    if design.family.link != "logit":
+        return {}
+    taus = {}
+    for fe in design.effects:
+        if () not in fe.factors:
+            continue
+        label = fe.labels[fe.factors.index(())]
+        if design.single_factor:
+            sd = post[nt.SD_U].sel({nt.DIM_RANDOM: label})
+        else:
+            from bayesmix.build_factors import factor_dims
+
+            sd = post[f"{nt.SD_U}_{fe.name}"].sel({factor_dims(fe)[1]: label})
+        taus[fe.name] = sd.drop_vars(sd.coords.keys() - {"chain", "draw"}) ** 2
+    if not taus:
+        return {}
+    total = sum(taus.values()) + np.pi**2 / 3
+    if design.single_factor:
+        return {"icc": next(iter(taus.values())) / total}
+    return {f"icc_{name}": tau / total for name, tau in taus.items()}
+
+
 def summarize(fit: Fit, *, ci_prob: float = 0.95, warn: bool = True) -> Summary:
     """Summarise the posterior of γ, the SDs and correlations of U, and σ.
 
@@ -263,6 +296,8 @@ def summarize(fit: Fit, *, ci_prob: float = 0.95, warn: bool = True) -> Summary:
     import arviz as az  # imported here: it costs ~2 s, and `import bayesmix` should not
 
     ds = summary_dataset(fit)
+    for name, value in latent_icc(fit, fit.posterior.to_dataset()).items():
+        ds[name] = value
     table = az.summary(ds, ci_prob=ci_prob, ci_kind="eti", round_to="none")
     rhat = float(np.nanmax(table["r_hat"].to_numpy(dtype=float)))
     ess = float(np.nanmin(table["ess_bulk"].to_numpy(dtype=float)))
