@@ -146,7 +146,8 @@ def _fit_header(fit: Any) -> tuple[str, str]:
              else ", ".join(f"{fe.J} {fe.name}" for fe in d.effects))
     fam = fit.spec.family
     family = "" if fam.is_gaussian else f"{fam.name} family ({fam.link} link), "
-    line = (f"{family}{fit.likelihood} likelihood, {fit.settings.sampler}, {post.sizes['chain']} chains "
+    line = (f"{family}{fit.likelihood} likelihood, {fit.settings.sampler}, "
+            f"{post.sizes['chain']} chains "
             f"x {post.sizes['draw']} draws; n = {d.n}, {units}")
     return title, line
 
