@@ -245,8 +245,15 @@ def fit_reml(
     *,
     method: Literal["REML", "ML"] = "REML",
     start: np.ndarray | None = None,
+    nAGQ: int = 1,
 ) -> REMLFit:
     """Fit a multilevel model by REML or ML (the numbers of lme4's ``lmer``).
+
+    A non-Gaussian family (Bernoulli, binomial, Poisson) is fitted by maximum likelihood
+    with the Laplace approximation (``nAGQ=1``) or adaptive Gauss–Hermite quadrature
+    (``nAGQ > 1``, one scalar random effect only), the numbers of lme4's ``glmer``
+    (:mod:`bayesmix.reml.laplace`); ``method`` is then ignored (REML is not defined for
+    a GLMM, and glmer has none).
 
     One grouping factor with one unstructured block: the per-cluster path below.  Several
     factors (nested or crossed) or covariance blocks (``||``): the blocked penalised least
@@ -268,6 +275,8 @@ def fit_reml(
         Restricted (default) or full maximum likelihood.
     start : ndarray, optional
         Starting θ (lme4's Λ = I by default).
+    nAGQ : int
+        Non-Gaussian families: 1 (Laplace) or the number of quadrature points.
 
     Returns
     -------
@@ -287,6 +296,12 @@ def fit_reml(
         raise BayesmixError(
             f"fit_reml takes a Spec (with data) or a Design, not {type(spec_or_design).__name__}"
         )
+    if not design.family.is_gaussian:
+        from bayesmix.reml.laplace import fit_laplace
+
+        return fit_laplace(design, nAGQ=nAGQ)
+    if nAGQ != 1:
+        raise BayesmixError("nAGQ is for the Laplace / quadrature fit of a non-Gaussian family")
     if not (design.single_factor and design.effects[0].single_unstructured):
         if start is not None:
             raise BayesmixError("start= is only taken for one unstructured block")
