@@ -287,7 +287,7 @@ def build_design(
     validate.check_columns(spec, data)
     data = validate.handle_missing(spec, data, missing)
     y = validate.check_outcome(spec, data)
-    trials, offset = family_arrays(spec, data, y)
+    trials, log_exposure = family_arrays(spec, data, y)
     n = len(y)
     groupings = with_parents([make_grouping(_columns_of(spec, g), data)
                               for g in spec.groupings])
@@ -315,7 +315,7 @@ def build_design(
     scaling = Scaling.from_arrays(atoms, y, fixed_factors, random_factors, z_centred=z_centred)
     if not spec.family.is_gaussian:
         # The link scale: η = m + η̃ with m = g(ȳ) and no rescaling (families.link_centre).
-        scaling = replace(scaling, y_center=link_centre(spec.family, y, trials, offset),
+        scaling = replace(scaling, y_center=link_centre(spec.family, y, trials, log_exposure),
                           y_scale=1.0)
     X_std, _, y_std = scaling.standardize(atoms, y)
     validate.check_rank(X_std, cols_.fixed_names)
@@ -399,7 +399,7 @@ def build_design(
         groupings=groupings,
         effects=effects,
         trials=trials,
-        offset=offset,
+        offset=log_exposure,
     )
 
 
