@@ -102,9 +102,13 @@ def reml_v2_from_dict(data: dict[str, Any], design: Design | None, where: str) -
         raise REMLFormatError(f"{where}: no estimates for {', '.join(missing)}")
     fixed_names = list(design.fixed_names)
     single = design.single_factor
+    method = str(data.get("method", "REML")).upper()
+    if data.get("family") not in (None, "gaussian"):  # a glmer fit: no σ; glmer's deviance
+        nagq = int(data.get("nAGQ") or 1)
+        method, sigma = ("Laplace" if nagq == 1 else f"AGQ({nagq})"), None
     return REMLFit(
         design=design,
-        method=str(data.get("method", "REML")).upper(),  # type: ignore[arg-type]
+        method=method,  # type: ignore[arg-type]
         beta=pd.Series(beta, index=fixed_names, name="estimate"),
         se=pd.Series(se, index=fixed_names, name="se"),
         vcov=pd.DataFrame(vcov, index=fixed_names, columns=fixed_names),
@@ -115,7 +119,7 @@ def reml_v2_from_dict(data: dict[str, Any], design: Design | None, where: str) -
         sigma=sigma,
         theta=None if data.get("theta") is None else np.array(data["theta"], dtype=float),
         criterion=criterion,
-        loglik=-0.5 * criterion,
+        loglik=-0.5 * criterion if data.get("loglik") is None else _num(data["loglik"]),
         converged=_flag(data, "converged", True, where),
         singular=_flag(data, "singular", False, where),
         messages=tuple(str(m) for m in data.get("messages") or []),

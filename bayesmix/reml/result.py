@@ -95,7 +95,7 @@ class REMLFit:
     u: pd.DataFrame
     sd_u: pd.Series
     corr_u: pd.DataFrame
-    sigma: float
+    sigma: float | None
     theta: np.ndarray | None
     criterion: float
     loglik: float
@@ -208,7 +208,8 @@ class REMLFit:
                               "t": self.beta / self.se})
         lines += ["", "Fixed effects (γ):", fixed.to_string(float_format=lambda v: f"{v:.6g}")]
         lines += self._random_lines()
-        lines += [f"Residual SD σ: {self.sigma:.6g}"]
+        if self.sigma is not None and np.isfinite(self.sigma):  # none in a GLMM's family
+            lines += [f"Residual SD σ: {self.sigma:.6g}"]
         if self.singular:
             lines += ["", "Note: singular (boundary) fit."]
         if self.messages:
