@@ -116,6 +116,27 @@ def block_cholesky(
     return chol, init
 
 
+def centred_intercepts(suffix: str, sd, J: int, dim: str):
+    """Random intercepts ũ ~ N(0, sd² I_J) sampled centred, as their mean and deviations.
+
+    ``ũ = ū 1 + d`` with ``ū ~ N(0, sd²/J)`` (``u_mean_std<suffix>``) and d ~ ZeroSumNormal(sd)
+    (``u_dev_std<suffix>``, J − 1 free dimensions): an exact decomposition (ū and d of an iid
+    normal vector are independent).  Centred, the data pin each unit's d down without the
+    funnel of a non-centred z against sd; apart, the mean ū, which the data cannot tell from
+    the intercept, is one variable of scale sd/√J instead of a direction shared by all J
+    effects (with the intercept sheared by ū, :mod:`bayesmix.build_glmm`).  Measured on
+    ``models/crossed_poisson.toml`` (40 rows per unit, 4 × 1,000 draws): min bulk ESS 6,476
+    against 184 non-centred and 114 centred without the split.
+
+    Returns
+    -------
+    tensor, shape (J, 1)
+    """
+    mean = pm.Normal(f"u_mean_std{suffix}", 0.0, sd / np.sqrt(J))
+    dev = pm.ZeroSumNormal(f"u_dev_std{suffix}", sigma=sd, dims=(dim,))
+    return (mean + dev)[:, None]
+
+
 def factor_dims(fe: FactorEffects) -> tuple[str, str, str]:
     """Dims of one factor's effects in the posterior: units, effects, effects again."""
     return fe.name, f"{nt.DIM_RANDOM}_{fe.name}", f"{nt.DIM_RANDOM2}_{fe.name}"
@@ -145,11 +166,15 @@ def store_covariance(fe: FactorEffects, chol, fs: FactorScale) -> None:
 
 def factor_effects(
     design: Design, rp: ResolvedPriors, collapse: FactorEffects | None = None,
+    centred: frozenset[str] = frozenset(),
 ) -> tuple[list[tuple[FactorEffects, Any, FactorScale]], dict[str, Any], dict[str, np.ndarray]]:
     """Every factor's non-centred effects ũ_g = z_g L̃_gᵀ, with ``u_<g>``, ``sd_u_<g>``, ...
 
     ``collapse``: a factor whose effects are integrated out (:mod:`bayesmix.nested`): it gets
     its L̃ (kept as ``chol_u_std_<g>`` for the draws afterwards) but no z_g, and ũ is None.
+    ``centred``: factors of one random intercept sampled centred
+    (:func:`centred_intercepts`), for units whose data outweigh the prior
+    (:func:`bayesmix.build_glmm.centred_factors`).
 
     Returns
     -------
@@ -177,8 +202,11 @@ def factor_effects(
             pm.Deterministic(f"{nt.CHOL_STD}_{g}", chol, dims=factor_dims(fe)[1:])
             out.append((fe, None, fs))
             continue
-        z = pm.Normal(f"{nt.U_OFFSET}_{g}", 0.0, 1.0, dims=(unit, eff))
-        u_std = pt.dot(z, chol.T)
+        if fe.name in centred and fe.q == 1:
+            u_std = centred_intercepts(f"_{g}", chol[0, 0], fe.J, unit)
+        else:
+            z = pm.Normal(f"{nt.U_OFFSET}_{g}", 0.0, 1.0, dims=(unit, eff))
+            u_std = pt.dot(z, chol.T)
         pm.Deterministic(f"{nt.U}_{fe.name}", fs.u_from_std(u_std), dims=(unit, eff))
         graph[f"{nt.U_STD}_{g}"] = u_std
         out.append((fe, u_std, fs))

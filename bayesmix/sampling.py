@@ -366,8 +366,9 @@ def _assemble(
 
 def _internal(name: str) -> bool:
     """The sampler's coordinates (standardised, packed), not results."""
-    return name in {nt.U_OFFSET, nt.BETA_STD, nt.SIGMA_STD, nt.CHOL_STD, nt.U_STD} or (
-        name.startswith((COV_RV, SD_RV, f"{nt.U_OFFSET}_"))
+    return name in {nt.U_OFFSET, nt.BETA_STD, nt.SIGMA_STD, nt.CHOL_STD, nt.U_STD,
+                    "alpha_beta_std"} or (
+        name.startswith((COV_RV, SD_RV, f"{nt.U_OFFSET}_", "u_mean_std", "u_dev_std"))
     )
 
 
