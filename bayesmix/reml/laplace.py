@@ -65,6 +65,8 @@ from bayesmix.reml.blocked import BlockArrays
 _MAXIT = 60
 DENSE_LIMIT = 4_000_000
 """Largest n · s · q₁ for which the rest columns R are held dense (else scipy.sparse)."""
+DENSE_REST = 32
+"""Most columns of other factors in R held dense (their indicator columns are sparse)."""
 
 
 def _dense_block(blk: BlockArrays, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -231,7 +233,7 @@ class LaplaceProblem:
         fr = {"v": v, "lams": lams, "r": None, "zl1": None}
         if s == 0:
             return fr
-        if self.n * s * self.q1 <= DENSE_LIMIT:
+        if self.n * s * self.q1 <= DENSE_LIMIT and self.m_rest <= DENSE_REST:
             r = np.zeros((self.n, s))
             off, rows = 0, np.arange(self.n)
             for vb, i in zip(v[1:], self.order[1:], strict=True):
