@@ -279,8 +279,9 @@ def fit_glmm(
 
 
 def glmm_blocks(design) -> tuple[list[BlockArrays], list[tuple]]:
-    """The standardised blocks of a design (as :mod:`bayesmix.reml.factors`), and per block
-    (factor effects, its columns, its A_b⁻¹).
+    """The standardised blocks of a design (as :mod:`bayesmix.reml.factors`).
+
+    Returns the blocks and, per block, (factor effects, its columns, its A_b⁻¹).
     """
     from bayesmix.design.terms import unit_major
 
