@@ -118,26 +118,33 @@ def _rv(prior: Prior, name: str, **kwargs: Any):
 
 
 def choose_likelihood(likelihood: str, design: Design | None = None) -> str:
-    """Resolve ``"auto"``: collapsed with one grouping factor or nested ones, else sufficient.
+    """Resolve ``"auto"``: collapsed with one factor, nested or (few effects) crossed ones.
 
-    For crossed factors the sufficient form sampled InstEval's posterior in 82 s against 148 s
-    for the row-wise one (same run, same draws; ``benchmarks/levels.py``).
+    Crossed factors get the collapsed form up to :data:`bayesmix.crossed.AUTO_MAX_EFFECTS`
+    random effects in all (measurements in :mod:`bayesmix.crossed`), the sufficient one
+    above: it sampled InstEval's posterior in 82 s against 148 s for the row-wise one (same
+    run, same draws; ``benchmarks/levels.py``).
     """
+    from bayesmix.crossed import AUTO_MAX_EFFECTS, MAX_EFFECTS, total_effects
+
     if design is not None and not design.family.is_gaussian:
         return _choose_glmm(likelihood, design)
     several = design is not None and not design.single_factor
-    nested = several and _nested(design)
+    crossed = several and not _nested(design)
     if likelihood == "auto":
-        return "sufficient" if several and not nested else "collapsed"
+        if crossed and total_effects(design) > AUTO_MAX_EFFECTS:
+            return "sufficient"
+        return "collapsed"
     if likelihood not in LIKELIHOOD_FORMS:
         raise SpecError(
             f"unknown likelihood {likelihood!r}; choose one of auto, {', '.join(LIKELIHOOD_FORMS)}"
         )
-    if several and not nested and likelihood == "collapsed":
+    if crossed and likelihood == "collapsed" and total_effects(design) > MAX_EFFECTS:
         raise SpecError(
-            "the collapsed likelihood needs one grouping factor or nested ones; this model "
-            f"has {len(design.effects)} crossed ({', '.join(fe.name for fe in design.effects)}), "
-            "so use likelihood='rows' or 'sufficient' (or 'auto')"
+            f"the collapsed likelihood of crossed factors factorises a dense Q x Q matrix; this "
+            f"model has Q = {total_effects(design):,} random effects over "
+            f"{', '.join(fe.name for fe in design.effects)} (at most {MAX_EFFECTS:,}), so use "
+            "likelihood='sufficient' (sparse cross-products; or 'auto')"
         )
     return likelihood
 
@@ -172,11 +179,13 @@ def _nested(design: Design) -> bool:
 
 def _build_factors(design: Design, rp: ResolvedPriors, form: str,
                    shared: bool = False) -> BuiltModel:
-    """Several grouping factors: row-wise (:mod:`bayesmix.build_factors`) or nested collapsed.
+    """Several grouping factors: row-wise (:mod:`bayesmix.build_factors`) or collapsed.
 
-    The nested collapsed form integrates the innermost level out (:mod:`bayesmix.nested`).
+    The nested collapsed form integrates the innermost level out (:mod:`bayesmix.nested`),
+    the crossed one every factor's effects jointly (:mod:`bayesmix.crossed`).
     """
     from bayesmix.build_factors import factor_coords, factors_rows, factors_sufficient
+    from bayesmix.crossed import crossed_collapsed
     from bayesmix.nested import nested_collapsed
 
     sc = rp.scaling
@@ -194,8 +203,9 @@ def _build_factors(design: Design, rp: ResolvedPriors, form: str,
         elif form == "sufficient":
             loglik, graph, initvals = factors_sufficient(design, rp, beta_std, sigma_std)
         else:
-            loglik, graph, initvals, stats = nested_collapsed(design, rp, beta_std, sigma_std,
-                                                              shared=shared)
+            collapse = nested_collapsed if _nested(design) else crossed_collapsed
+            loglik, graph, initvals, stats = collapse(design, rp, beta_std, sigma_std,
+                                                      shared=shared)
         graph.update({nt.BETA_STD: beta_std, nt.SIGMA_STD: sigma_std, "loglik": loglik,
                       "initvals": initvals})
     return BuiltModel(model, design, rp, form, stats, graph)  # type: ignore[arg-type]

@@ -309,10 +309,13 @@ def _assemble(
     design = built.design
     if not design.single_factor:
         if built.likelihood == "collapsed":
+            from bayesmix.crossed import CrossedStats, draw_crossed_posterior
             from bayesmix.nested import draw_inner_posterior
 
             start = time.perf_counter()
-            post = draw_inner_posterior(built, settings.random_seed, post)
+            draw = (draw_crossed_posterior if isinstance(built.stats, CrossedStats)
+                    else draw_inner_posterior)
+            post = draw(built, settings.random_seed, post)
             timings["u_draws"] = time.perf_counter() - start
         return _fit(built, settings, idata, _factors_posterior(post, design), timings)
     chains, draws = post.sizes["chain"], post.sizes["draw"]

@@ -124,11 +124,11 @@ def test_nested_forms_equal_the_dense_gaussian(nested_design, likelihood):
             ref, rel=1e-10)
 
 
-@pytest.mark.parametrize("likelihood", ["auto", "rows"])
+@pytest.mark.parametrize("likelihood", ["sufficient", "rows"])
 def test_crossed_joint_forms_equal_the_dense_gaussian(crossed_slope, likelihood):
     d = crossed_slope
     built = bm.build_model(d, likelihood=likelihood)
-    assert built.likelihood == ("sufficient" if likelihood == "auto" else "rows")
+    assert built.likelihood == likelihood
     fn = factors_loglik_function(built)
     rng = np.random.default_rng(2)
     for _ in range(3):
@@ -146,9 +146,8 @@ def test_sufficient_form_on_nested_factors_equals_rows(nested_design):
     assert f_suff(beta, sigma, u, cov) == pytest.approx(f_rows(beta, sigma, u, cov), rel=1e-10)
 
 
-def test_forms_that_need_one_or_nested_factors_say_so(crossed_slope, nested_design):
-    with pytest.raises(SpecError, match="needs one grouping factor or nested ones"):
-        bm.build_model(crossed_slope, likelihood="collapsed")
+def test_forms_that_need_one_or_nested_factors_say_so(nested_design):
+    # (the collapsed form of crossed factors: tests/test_crossed_collapsed.py)
     with pytest.raises(DataError, match="per-cluster statistics needs one grouping factor"):
         bm.cluster_stats(nested_design)
 

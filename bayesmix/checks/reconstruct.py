@@ -190,17 +190,19 @@ def factors_loglik_function(built: Any):
     the graph's scale (``β̃ = (A_xβ − m e₀)/s_y``, ``σ̃ = σ/s_y``, ``ũ_g = A_g u_g / s_y``,
     ``T̃_g = A_g T_g A_gᵀ / s_y²``: :class:`bayesmix.scaling.FactorScale`) and put in place
     of its variables: the sampled ũ_g of the
-    row-wise form, or for the nested collapsed form the outer ũ_g and the innermost L̃.
+    row-wise form, for the nested collapsed form the outer ũ_g and the innermost L̃, for the
+    crossed collapsed form every L̃_g.
     """
     import pytensor
     from pytensor.graph.replace import graph_replace
 
+    from bayesmix.crossed import collapsed_factors
 
     design = built.design
     graph = built.graph
-    inner = design.factor(design.spec.cluster) if built.likelihood == "collapsed" else None
+    collapsed = collapsed_factors(design, built.likelihood)
     names = [nt.BETA_STD, nt.SIGMA_STD] + [
-        f"{nt.CHOL_STD}_{g}" if fe is inner else f"{nt.U_STD}_{g}"
+        f"{nt.CHOL_STD}_{g}" if any(fe is c for c in collapsed) else f"{nt.U_STD}_{g}"
         for g, fe in enumerate(design.effects)
     ]
     inputs = {name: graph[name].type() for name in names}
@@ -215,7 +217,7 @@ def factors_loglik_function(built: Any):
                   np.asarray(float(sigma) / sc.y_scale)]
         for fe in design.effects:
             fs = fe.scale
-            if fe is inner:
+            if any(fe is c for c in collapsed):
                 values.append(np.linalg.cholesky(fs.cov_to_std(cov[fe.name])))
             else:
                 values.append(fs.u_to_std(np.asarray(u[fe.name], dtype=float)))
@@ -230,15 +232,21 @@ def explicit_factors_loglik(design: Design, likelihood: str, beta: np.ndarray, s
 
     ``rows``: Σ_i log N(y_i | (Xβ + Σ_g Z_g u_g)_i, σ²).  ``collapsed`` (nested): the
     innermost factor's u integrated out, Σ_j log N(r_j | 0, σ²I + Z_j T Z_jᵀ) with
-    ``r = y − Xβ − Σ_outer Z_g u_g``.
+    ``r = y − Xβ − Σ_outer Z_g u_g``.  ``collapsed`` (crossed): every factor's u integrated
+    out, log N(r | 0, σ²I + Σ_g Z_g (I ⊗ T_g) Z_gᵀ) with ``r = y − Xβ`` (:func:`_marginal_all`).
     """
-    inner = design.factor(design.spec.cluster) if likelihood == "collapsed" else None
+    from bayesmix.crossed import collapsed_factors
+
+    collapsed = collapsed_factors(design, likelihood)
     r = design.y - design.X @ beta
     for fe in design.effects:
-        if fe is not inner:
+        if not any(fe is c for c in collapsed):
             r = r - fe.Z @ np.asarray(u[fe.name], dtype=float).reshape(-1)
-    if inner is None:
+    if not collapsed:
         return float(-0.5 * np.sum(np.log(2 * np.pi * sigma**2) + r**2 / sigma**2))
+    if len(collapsed) > 1:
+        return _marginal_all(r, design, cov, sigma)
+    inner = collapsed[0]
     chol = np.linalg.cholesky(cov[inner.name])
     return _marginal(r, inner.Zq, inner.grouping.index, inner.J, chol, sigma)
 
@@ -272,6 +280,25 @@ def factors_graph_check(fit: Fit, draws: int) -> tuple[float, int]:
         here = explicit_factors_loglik(design, fit.likelihood, beta, sigma, us, covs)
         worst = max(worst, abs(in_graph(beta, sigma, us, covs) - here))
     return worst, len(picks)
+
+
+def _marginal_all(r: np.ndarray, design: Design, cov: dict[str, np.ndarray],
+                  sigma: float) -> float:
+    """The log density N(r | 0, σ²I + ZΛΛᵀZᵀ), Λ = blockdiag_g(I ⊗ chol T_g), from every Z_g.
+
+    Woodbury and the determinant lemma on the original scale, with a dense Q × Q Cholesky.
+    """
+    import scipy.sparse as sp
+
+    lam = sp.block_diag([sp.kron(sp.identity(fe.J), np.linalg.cholesky(cov[fe.name]))
+                         for fe in design.effects], format="csr")
+    ZL = sp.hstack([fe.Z for fe in design.effects], format="csr") @ lam
+    s2 = sigma**2
+    C = np.linalg.cholesky(np.eye(ZL.shape[1]) + (ZL.T @ ZL).toarray() / s2)
+    w = np.linalg.solve(C, ZL.T @ r / s2)
+    n = r.size
+    logdet = n * np.log(s2) + 2 * np.log(np.diag(C)).sum()
+    return float(-0.5 * (n * np.log(2 * np.pi) + logdet + r @ r / s2 - w @ w))
 
 
 def _marginal(r: np.ndarray, Zq: np.ndarray, index: np.ndarray, J: int, chol: np.ndarray,
