@@ -21,28 +21,62 @@ REFERENCE = {
 
 def test_every_model_file_is_listed():
     assert {"dung", "random_slope", "cross_level", "sleepstudy", "hsb", "pastes_nested",
-            "penicillin_crossed", "sleepstudy_uncorrelated",
-            "egsingle_three_level"} <= set(MODEL_FILES)
+            "penicillin_crossed", "sleepstudy_uncorrelated", "egsingle_three_level", "cbpp",
+            "contraception", "guimmun_three_level", "grouseticks",
+            "crossed_poisson"} <= set(MODEL_FILES)
 
 
 @pytest.mark.parametrize("name", MODEL_FILES)
 def test_model_file_fits(name, fitted_model):
     fit = fitted_model(name)
     post = fit.posterior
+    gaussian = fit.design.family.is_gaussian
     if fit.design.single_factor:
-        expected = ["beta", "u", "sigma", "sd_u", "corr_u", "coef"]
+        expected = ["beta", "u", "sd_u", "coef"] + (["corr_u"] if fit.design.q > 1 else [])
     else:
-        expected = ["beta", "sigma"] + [f"{v}_{fe.name}" for fe in fit.design.effects
-                                        for v in ("u", "sd_u")]
-    for var in expected:
+        expected = ["beta"] + [f"{v}_{fe.name}" for fe in fit.design.effects
+                               for v in ("u", "sd_u")]
+    for var in expected + (["sigma"] if gaussian else []):
         assert var in post
+    assert ("sigma" in post) == gaussian
     assert post["beta"].sizes["fixed"] == fit.design.p
     summary = bm.summarize(fit, warn=False)
     assert summary.max_rhat < 1.05, summary
     assert summary.divergences <= 2, summary
     rec = bm.reconstruct(fit)
-    assert rec.max_abs_error < 1e-10
+    if gaussian:
+        assert rec.max_abs_error < 1e-10
+    else:  # η = Xβ̄ + Zū (+ offset) on the link scale, no residual
+        assert np.isnan(rec.max_abs_error) and {"eta", "mu"} <= set(rec.table.columns)
     assert rec.graph_max_abs_error < 1e-6
+
+
+# Pinned glmer fits (tests/reference/glmm, Laplace) of the GLMM model files.  guimmun is left
+# out: with one to three children per mother the Laplace approximation shrinks the mother-level
+# SD and with it the fixed effects (Rodriguez & Goldman 2001, who used these data to show it);
+# the posterior is not expected to sit at glmer's estimates.
+GLMM_REFERENCE = {
+    "cbpp": "cbpp_laplace.json",
+    "contraception": "contraception_laplace.json",
+    "crossed_poisson": "crossed_poisson_laplace.json",
+    "grouseticks": "grouseticks_laplace.json",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GLMM_REFERENCE))
+def test_glmm_models_agree_with_glmer(name, fitted_model):
+    import json
+
+    fit = fitted_model(name)
+    ref = json.loads((ROOT / "tests" / "reference" / "glmm" / GLMM_REFERENCE[name]).read_text())
+    assert ref["family"] == fit.design.family.name
+    beta = fit.posterior["beta"]
+    terms = list(fit.design.fixed_terms)
+    coded = {t.replace("[", "").replace("]", ""): k for k, t in enumerate(terms)}
+    for row in ref["fixed"]:
+        k = terms.index(row["term"]) if row["term"] in terms else coded[row["term"]]
+        draws = beta.isel(fixed=k).to_numpy().ravel()
+        assert abs(draws.mean() - row["estimate"]) < 0.5 * draws.std(), row["term"]
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
