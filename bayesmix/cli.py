@@ -45,7 +45,9 @@ def check_out_path(path: str | Path, force: bool = False) -> Path:
 
 def reconstruction_line(rec, width: int = WIDTH) -> str:
     """The reconstruction in one line: largest error and the graph-vs-explicit check."""
-    text = f"Reconstruction: max |Y - (Xb+Zu+e)| = {rec.max_abs_error:.2g}"
+    text = (f"Reconstruction: max |Y - (Xb+Zu+e)| = {rec.max_abs_error:.2g}"
+            if rec.max_abs_error == rec.max_abs_error else  # NaN: a GLMM has no e
+            "Reconstruction: eta = Xb + Zu (+ offset), mu beside y")
     graph = rec.graph_max_abs_error
     if graph is not None:
         verdict = "agree" if graph <= GRAPH_TOLERANCE else "DISAGREE"
