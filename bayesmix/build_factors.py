@@ -116,25 +116,40 @@ def block_cholesky(
     return chol, init
 
 
-def centred_intercepts(suffix: str, sd, J: int, dim: str):
-    """Random intercepts ũ ~ N(0, sd² I_J) sampled centred, as their mean and deviations.
+def zero_sum_extend(w):
+    """The isometry of R^(J−1) onto the zero-sum vectors of R^J, along axis 0 (PyMC's own).
 
-    ``ũ = ū 1 + d`` with ``ū ~ N(0, sd²/J)`` (``u_mean_std<suffix>``) and d ~ ZeroSumNormal(sd)
-    (``u_dev_std<suffix>``, J − 1 free dimensions): an exact decomposition (ū and d of an iid
-    normal vector are independent).  Centred, the data pin each unit's d down without the
-    funnel of a non-centred z against sd; apart, the mean ū, which the data cannot tell from
-    the intercept, is one variable of scale sd/√J instead of a direction shared by all J
-    effects (with the intercept sheared by ū, :mod:`bayesmix.build_glmm`).  Measured on
-    ``models/crossed_poisson.toml`` (40 rows per unit, 4 × 1,000 draws): min bulk ESS 6,476
-    against 184 non-centred and 114 centred without the split.
+    ``d = extend(w)`` has columns summing to 0 and ‖d‖ = ‖w‖ (a Householder reflection of
+    (w, 0)), so rows of w iid N(0, T) give d distributed as the zero-sum projection of J iid
+    N(0, T) rows.  O(J) per column.
+    """
+    n = w.shape[0] + 1
+    total = pt.sum(w, axis=0, keepdims=True)
+    norm = total / (np.sqrt(n) + n)
+    fill = norm - total / np.sqrt(n)
+    return pt.concatenate([w, fill], axis=0) - norm
+
+
+def centred_effects(suffix: str, chol, J: int, q: int):
+    """Random effects ũ_j ~ N(0, L̃L̃ᵀ) iid, sampled centred as their mean and deviations.
+
+    ``ũ = 1 ūᵀ + d`` with ``ū ~ N(0, L̃L̃ᵀ/J)`` (``u_mean_std<suffix>``, q) and d the zero-sum
+    deviations, ``d = extend(w)``, w's J − 1 rows iid N(0, L̃L̃ᵀ) (``u_dev_std<suffix>``;
+    :func:`zero_sum_extend`): an exact decomposition (the mean and the deviations of iid
+    normal rows are independent).  Centred, the data pin each unit's deviation down without
+    the funnel of a non-centred z against the SDs; apart, the mean ū, which the data cannot
+    tell from the fixed effects, is q variables of scale SD/√J instead of directions shared
+    by all J units (and the fixed effects are sheared by it, :mod:`bayesmix.build_glmm`).
+    Measured on ``models/crossed_poisson.toml`` (40 rows per unit, 4 × 1,000 draws): min
+    bulk ESS 6,476 against 184 non-centred and 114 centred without the split.
 
     Returns
     -------
-    tensor, shape (J, 1)
+    tensor, shape (J, q)
     """
-    mean = pm.Normal(f"u_mean_std{suffix}", 0.0, sd / np.sqrt(J))
-    dev = pm.ZeroSumNormal(f"u_dev_std{suffix}", sigma=sd, dims=(dim,))
-    return (mean + dev)[:, None]
+    mean = pm.MvNormal(f"u_mean_std{suffix}", mu=np.zeros(q), chol=chol / np.sqrt(J))
+    dev = pm.MvNormal(f"u_dev_std{suffix}", mu=np.zeros(q), chol=chol, shape=(J - 1, q))
+    return mean[None, :] + zero_sum_extend(dev)
 
 
 def factor_dims(fe: FactorEffects) -> tuple[str, str, str]:
@@ -172,8 +187,8 @@ def factor_effects(
 
     ``collapse``: a factor whose effects are integrated out (:mod:`bayesmix.nested`): it gets
     its L̃ (kept as ``chol_u_std_<g>`` for the draws afterwards) but no z_g, and ũ is None.
-    ``centred``: factors of one random intercept sampled centred
-    (:func:`centred_intercepts`), for units whose data outweigh the prior
+    ``centred``: factors sampled centred (:func:`centred_effects`), for units whose data
+    outweigh the prior
     (:func:`bayesmix.build_glmm.centred_factors`).
 
     Returns
@@ -202,8 +217,8 @@ def factor_effects(
             pm.Deterministic(f"{nt.CHOL_STD}_{g}", chol, dims=factor_dims(fe)[1:])
             out.append((fe, None, fs))
             continue
-        if fe.name in centred and fe.q == 1:
-            u_std = centred_intercepts(f"_{g}", chol[0, 0], fe.J, unit)
+        if fe.name in centred:
+            u_std = centred_effects(f"_{g}", chol, fe.J, fe.q)
         else:
             z = pm.Normal(f"{nt.U_OFFSET}_{g}", 0.0, 1.0, dims=(unit, eff))
             u_std = pt.dot(z, chol.T)

@@ -9,14 +9,10 @@ centre of :func:`bayesmix.families.link_centre`, and no rescaling: s = 1)::
     y_i ~ Bernoulli(logit⁻¹ η_i) | Binomial(n_i, logit⁻¹ η_i) | Poisson(exp η_i)
 
 the joint posterior of (γ, U, T) that NUTS samples directly, as brms and bambi do, with two
-exact reparametrisations that they lack (each a linear map of unit Jacobian, so the posterior
-is unchanged; :func:`centred_factors`, :func:`_sheared_fixed_effects`):
-
-* a factor of one random intercept whose units carry much data is sampled centred, as its
-  mean and zero-sum deviations (:func:`bayesmix.build_factors.centred_intercepts`); other
-  factors non-centred, ũ_g = z_g L̃_gᵀ;
-* the intercept is sampled as α̃ = β̃₀ + Σ_g mean_j ũ_{g,j,0}, which the data identify,
-  instead of β̃₀, which they tell from the effects' mean only through the prior.
+exact reparametrisations that they lack (:mod:`bayesmix.glmm_params`): factors whose units
+carry much data are sampled centred, as their mean and zero-sum deviations, the others
+non-centred (ũ_g = z_g L̃_gᵀ); and the fixed effects are sampled sheared by the effects' means
+(α̃ = β̃ + Σ_g A_g ū_g, which the data identify).
 
 Its forms:
 
@@ -46,7 +42,7 @@ from scipy import special
 
 from bayesmix import notation as nt
 from bayesmix.design import Design
-from bayesmix.errors import SpecError
+from bayesmix.glmm_params import centred_factors, shear_matrix, sheared_fixed_effects
 from bayesmix.priors import ResolvedPriors
 
 CELLS_MIN_REDUCTION = 2.0
@@ -153,92 +149,14 @@ def family_loglik(design: Design, eta, rows: Cells | None = None):
     return loglik
 
 
-def _sheared_fixed_effects(rp: ResolvedPriors, p: int, shift):
-    """β̃ with its prior, sampled through α̃ = β̃₀ + shift (the intercept sheared).
-
-    ``shift`` = Σ_g mean_j ũ_{g,j,0}: the mean random intercept of every factor.  The data
-    fix η, hence β̃₀ + ũ_{g,j,0}, closely; the split between β̃₀ and the effects' mean is fixed
-    only by their prior, a ridge that NUTS crosses slowly (crossed factors with much data per
-    unit: min bulk ESS 184 on ``models/crossed_poisson.toml``).  Sampling α̃ instead of β̃₀ is
-    a shear of unit Jacobian, so the posterior is unchanged; the prior of β̃ is added as a
-    Potential at β̃₀ = α̃ − shift.
-    """
-    from bayesmix.build import _fixed_effects
-
-    sc = rp.scaling
-    k0 = sc.x_intercept
-    if k0 is None or shift is None:
-        return _fixed_effects(rp, p)
-    mean, cov = rp.std_beta()
-    free = pm.Flat(FREE_BETA, dims=nt.DIM_FIXED, initval=mean)
-    beta_std = pt.set_subtensor(free[k0], free[k0] - shift)
-    prior = pm.MvNormal.dist(mu=mean, chol=np.linalg.cholesky(cov))
-    pm.Potential("beta_std_prior", pm.logp(prior, beta_std))
-    base = sc.beta_from_std(np.zeros(p))  # A_x⁻¹ m e₀
-    pm.Deterministic(nt.BETA, base + pt.dot(beta_std * sc.y_scale, sc.A_x_inv.T),
-                     dims=nt.DIM_FIXED)
-    return beta_std
-
-
-FREE_BETA = "alpha_beta_std"
-"""The sampled fixed effects with the intercept sheared (:func:`_sheared_fixed_effects`)."""
-
-
-CENTRED_MIN_INFORMATION = 4.0
-"""A factor is sampled centred when its median unit carries this much Fisher information."""
-
-
-def unit_information(design: Design) -> dict[str, float]:
-    """Median over each factor's units of the Fisher information about its intercept.
-
-    ``I_j = Σ_{i ∈ j} Var(y_i | μ̂_i)`` on the link scale (canonical links), with μ̂ the
-    pooled proportion for the logit link (times n_i for the binomial) and max(y_i, ½)
-    for the Poisson: how much a unit's own data say about its effect, against the prior's
-    precision 1/SD² (SD of order 1 on the link scale).
-    """
-    fam = design.family
-    if fam.link == "logit":
-        trials = design.trials if design.trials is not None else np.ones(design.n)
-        p = float(np.clip(design.y.sum() / trials.sum(), 1e-3, 1 - 1e-3))
-        v = trials * p * (1 - p)
-    else:
-        v = np.maximum(design.y, 0.5)
-    return {fe.name: float(np.median(np.bincount(fe.grouping.index, weights=v,
-                                                 minlength=fe.J)))
-            for fe in design.effects}
-
-
-def centred_factors(design: Design, parametrization: str = "auto") -> frozenset[str]:
-    """The factors of one random intercept sampled centred rather than non-centred.
-
-    Non-centred (ũ = z L̃ᵀ, z ~ N(0, I)) suits units with little data, where ũ follows its
-    prior and the funnel of (ũ, sd) would trap NUTS in the centred form; centred suits units
-    whose data pin ũ down (Papaspiliopoulos, Roberts & Sköld 2007; Betancourt & Girolami
-    2015), here split into mean and zero-sum deviations
-    (:func:`bayesmix.build_factors.centred_intercepts`).  ``"auto"``: centred where
-    :func:`unit_information` reaches :data:`CENTRED_MIN_INFORMATION` (the data's precision
-    several times a prior precision of order 1).  Factors with random slopes stay
-    non-centred (centred, ``models/contraception.toml`` mixed worse: min bulk ESS 447
-    against 1,325), and so do nested factors, whose centred effects form a ridge with their
-    parent's (``models/grouseticks.toml``: R-hat 1.15; Gelfand, Sahu & Carlin's hierarchical
-    centring, one cumulative mean per level, would be the way to centre them).
-    """
-    if parametrization not in ("auto", "centred", "non-centred"):
-        raise SpecError(f"parametrization must be auto, centred or non-centred, not "
-                        f"{parametrization!r}")
-    info = unit_information(design)
-    nested = {g.name for g in design.groupings if g.parent is not None}
-    nested |= {g.parent for g in design.groupings if g.parent is not None}
-    return frozenset(fe.name for fe in design.effects if fe.q == 1 and (
-        parametrization == "centred" or
-        (parametrization == "auto" and info[fe.name] >= CENTRED_MIN_INFORMATION
-         and fe.name not in nested)))
-
-
 def glmm_linear_predictor(design: Design, rp: ResolvedPriors, rows: np.ndarray | None,
                           centred: frozenset[str] = frozenset(),
                           ) -> tuple[Any, Any, dict[str, Any], dict[str, np.ndarray]]:
-    """β̃, and η (without offset) at the given rows, with every factor's non-centred effects.
+    """β̃, and η (without offset) at the given rows, with every factor's effects.
+
+    Factors in ``centred`` are sampled centred (:func:`bayesmix.build_factors.centred_effects`),
+    the others non-centred; β̃ is sampled sheared by the effects' means
+    (:func:`bayesmix.glmm_params.sheared_fixed_effects`).
 
     Returns
     -------
@@ -249,36 +167,41 @@ def glmm_linear_predictor(design: Design, rp: ResolvedPriors, rows: np.ndarray |
     initvals : dict
     """
     from bayesmix.build import _covariance, _u_from_offset
-    from bayesmix.build_factors import centred_intercepts, factor_effects
+    from bayesmix.build_factors import centred_effects, factor_effects
 
     sc = rp.scaling
     take = slice(None) if rows is None else rows
+    X_all = sc.standardize(design.atoms, design.y)[0]
     graph: dict[str, Any] = {}
-    parts = []  # (ũ_g (J_g, q_g), Z̃_g at the rows, unit index at the rows, intercept column)
+    parts = []  # (ũ_g (J_g, q_g), Z̃_g of every row, unit index of every row)
     if design.single_factor:
         chol, init = _covariance(rp, design)
         if design.effects[0].name in centred:
-            u_std = centred_intercepts("", chol[0, 0], design.J, nt.DIM_CLUSTER)
+            u_std = centred_effects("", chol, design.J, design.q)
             pm.Deterministic(nt.U, sc.y_scale * pt.dot(u_std, sc.A_z_inv.T),
                              dims=(nt.DIM_CLUSTER, nt.DIM_RANDOM))
         else:
             u_std = _u_from_offset(chol, sc)
-        Zs = sc.standardize(design.atoms[take], design.y[take])[1]
-        k = sc.z_factors.index(()) if () in sc.z_factors else None
-        parts.append((u_std, Zs, design.cluster_index[take], k))
+        Zs = sc.standardize(design.atoms, design.y)[1]
+        parts.append((u_std, Zs, design.cluster_index))
         graph.update({nt.CHOL_STD: chol, nt.U_STD: u_std})
     else:
         effects, graph, init = factor_effects(design, rp, centred=centred)
         for fe, u_std, fs in effects:
-            Zs = np.ascontiguousarray(fs.standardize(design.atoms[take], fe.q))
-            k = fe.factors.index(()) if () in fe.factors else None
-            parts.append((u_std, Zs, fe.grouping.index[take], k))
-    means = [pt.mean(u[:, k]) for u, _, _, k in parts if k is not None]
-    beta_std = _sheared_fixed_effects(rp, design.p, sum(means) if means else None)
-    X = sc.standardize(design.atoms[take], design.y[take])[0]
+            Zs = np.ascontiguousarray(fs.standardize(design.atoms, fe.q))
+            parts.append((u_std, Zs, fe.grouping.index))
+    shift = None
+    for u_std, Zs, _ in parts:
+        A = shear_matrix(X_all, Zs)
+        if np.any(A):
+            term = pt.dot(pt.as_tensor_variable(A), pt.mean(u_std, axis=0))
+            shift = term if shift is None else shift + term
+    beta_std = sheared_fixed_effects(rp, design.p, shift)
+    X = X_all[take]
     eta = pt.dot(pt.as_tensor_variable(X), beta_std) if design.p else pt.zeros(X.shape[0])
-    for u_std, Zs, idx, _ in parts:
-        eta = eta + pt.sum(pt.as_tensor_variable(Zs) * u_std[idx], axis=-1)
+    for u_std, Zs, idx in parts:
+        Z = np.ascontiguousarray(Zs[take])
+        eta = eta + pt.sum(pt.as_tensor_variable(Z) * u_std[idx[take]], axis=-1)
     return beta_std, sc.y_center + eta, graph, init
 
 

@@ -22,7 +22,7 @@ import scipy.stats as sps
 from scipy import special
 
 import bayesmix as bm
-from bayesmix.build_glmm import centred_factors
+from bayesmix.glmm_params import centred_factors
 
 DATASETS = 30
 KEEP = 99
