@@ -19,6 +19,7 @@ EXPECTED = [
     "03_hsb_cross_level",
     "04_sleepstudy_correlated_slopes",
     "05_three_levels_and_crossed",
+    "06_logistic_and_poisson",
 ]
 CELL_TIMEOUT = 900  # seconds per cell; a cold PyTensor compile cache makes the first fits slow
 
