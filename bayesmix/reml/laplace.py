@@ -34,16 +34,15 @@ standard normal (Σ w_k = 1)::
 
 which is the Laplace deviance for K = 1 and the exact −2 log ∫ p(y | u) φ(u) du as K grows.
 
-**Linear algebra.**  The block with the most columns (b = 1) is block-diagonal in
-``ΛᵀZᵀWZΛ + I`` (one q₁ × q₁ block per level) and is factored level by level, ``A₁ = L₁L₁ᵀ``;
-with ``R = [Z_rest Λ_rest, X (β free)]`` the rest is the dense Schur complement ::
+**Linear algebra** (:mod:`bayesmix.reml.laplace_factor`).  The block with the most columns
+(b = 1) is block-diagonal in ``ΛᵀZᵀWZΛ + I`` (one q₁ × q₁ block per level) and is factored
+level by level, ``A₁ = L₁L₁ᵀ``; with ``R = [Z_rest Λ_rest, X (β free)]`` the rest is the
+Schur complement ::
 
     G = L₁⁻¹ Λ₁ᵀZ₁ᵀ W R,    S = RᵀWR − GᵀG + diag(I_{m_rest}, 0) = L_S L_Sᵀ
 
-(:mod:`bayesmix.reml.blocked`'s scheme with W inside), so ``log|L|² = 2 Σ log diag L₁ +
-2 Σ log diag L_S[:m_rest]``.  Dense S costs O(s³) per Newton step (s = m_rest + p): fine for
-the thousand or so columns of crossed factors in the reference fits; a single factor costs
-O(n q₁² + J₁ q₁³).
+whose nonzeros are scattered by index maps fixed once per problem (every row of Z lies in one
+level of every block), so ``log|L|² = 2 Σ log diag L₁ + log|S_uu|``.
 """
 
 from __future__ import annotations
@@ -61,12 +60,9 @@ from scipy.special import logsumexp
 
 from bayesmix.families import Family
 from bayesmix.reml.blocked import BlockArrays
+from bayesmix.reml.laplace_factor import Factor, Pattern, factor, solve
 
 _MAXIT = 60
-DENSE_LIMIT = 4_000_000
-"""Largest n · s · q₁ for which the rest columns R are held dense (else scipy.sparse)."""
-DENSE_REST = 32
-"""Most columns of other factors in R held dense (their indicator columns are sparse)."""
 
 
 def _dense_block(blk: BlockArrays, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,17 +117,6 @@ class Mode:
     def deviance(self) -> float:
         """The Laplace deviance −2 Σ log p + ‖ũ‖² + log|L|²."""
         return float(-2.0 * self.loglik + self.u @ self.u + self.logdet)
-
-
-@dataclass
-class _Factor:
-    l1: np.ndarray  # (J1, q1, q1)
-    g: np.ndarray | sp.csr_array | None  # L1⁻¹ Λ1ᵀZ1ᵀ W R
-    ls: np.ndarray  # (s, s)
-
-    def logdet(self, m_rest: int) -> float:
-        d1 = np.log(np.diagonal(self.l1, axis1=1, axis2=2)).sum()
-        return float(2.0 * (d1 + np.log(np.diag(self.ls)[:m_rest]).sum()))
 
 
 class LaplaceProblem:
@@ -193,6 +178,7 @@ class LaplaceProblem:
                                   shape=(blk.J, self.n))
                      for blk, (_, idx) in zip(self.blocks, self.dense, strict=True)]
         self._p1 = self._agg[self.order[0]]
+        self._patterns: dict[bool, Pattern | None] = {}
         self._warm: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ pieces
@@ -225,37 +211,30 @@ class LaplaceProblem:
         """Σ_i log p(y_i | η_i), constants included (R's dbinom / dpois)."""
         return float(np.sum(self._kernel(eta)) + self._const)
 
-    def _frame(self, theta: np.ndarray, beta_free: bool) -> dict:
-        """Per-θ arrays: the rows of ZΛ per block (internal order) and the rest columns R."""
-        lams = self.lams(np.asarray(theta, dtype=float))
-        v = [self.dense[i][0] @ lams[i] for i in self.order]
-        s = self.m_rest + (self.p if beta_free else 0)
-        fr = {"v": v, "lams": lams, "r": None, "zl1": None}
-        if s == 0:
-            return fr
-        if self.n * s * self.q1 <= DENSE_LIMIT and self.m_rest <= DENSE_REST:
-            r = np.zeros((self.n, s))
-            off, rows = 0, np.arange(self.n)
-            for vb, i in zip(v[1:], self.order[1:], strict=True):
+    def _pattern(self, beta_free: bool) -> Pattern | None:
+        """The index maps of the Schur complement (cached per β fixed / free)."""
+        if beta_free not in self._patterns:
+            cols, off = [], 0
+            for i in self.order[1:]:
                 q, idx = self.blocks[i].q, self.dense[i][1]
-                for c in range(q):
-                    r[rows, off + idx * q + c] = vb[:, c]
+                cols.append(off + idx[:, None] * q + np.arange(q))
                 off += self.widths[i]
             if beta_free:
-                r[:, off:] = self.X
-            fr["r"] = r
-            return fr
-        mats = [self._unit_major(vb, i) for vb, i in zip(v, self.order, strict=True)]
-        fr["zl1"] = mats[0]
-        fr["r"] = sp.hstack(mats[1:] + ([sp.csr_array(self.X)] if beta_free else []),
-                            format="csr")
-        return fr
+                cols.append(np.broadcast_to(off + np.arange(self.p), (self.n, self.p)))
+            pat = None
+            if cols:
+                pat = Pattern(self.dense[self.order[0]][1], self.j1, self.q1,
+                              np.hstack(cols).astype(np.int64), self.m_rest)
+            self._patterns[beta_free] = pat
+        return self._patterns[beta_free]
 
-    def _unit_major(self, vb: np.ndarray, i: int) -> sp.csr_array:
-        q, idx = self.blocks[i].q, self.dense[i][1]
-        cols = (idx[:, None] * q + np.arange(q)).ravel()
-        return sp.csr_array((vb.ravel(), cols, np.arange(0, self.n * q + 1, q)),
-                            shape=(self.n, self.blocks[i].J * q))
+    def _frame(self, theta: np.ndarray, beta_free: bool) -> dict:
+        """Per-θ arrays: the rows of ZΛ per block (internal order) and R's row values."""
+        lams = self.lams(np.asarray(theta, dtype=float))
+        v = [self.dense[i][0] @ lams[i] for i in self.order]
+        rest = v[1:] + ([self.X] if beta_free else [])
+        return {"v": v, "lams": lams, "pat": self._pattern(beta_free),
+                "vr": np.hstack(rest) if rest else None}
 
     def _zu(self, fr: dict, u: np.ndarray) -> np.ndarray:
         """ZΛu, shape (n,), for u in the internal order."""
@@ -273,62 +252,12 @@ class LaplaceProblem:
             parts.append((self._agg[i] @ (vb * res[:, None])).ravel())
         return np.concatenate(parts)
 
-    def _factor(self, fr: dict, w: np.ndarray) -> _Factor | None:
-        n, q1 = self.n, self.q1
-        v1 = fr["v"][0]
-        wv = w[:, None] * v1
-        a1 = (self._p1 @ (wv[:, :, None] * v1[:, None, :]).reshape(n, q1 * q1))
-        a1 = a1.reshape(self.j1, q1, q1) + np.eye(q1)
-        if not np.all(np.isfinite(a1)):
-            return None
-        try:
-            l1 = np.linalg.cholesky(a1)
-        except np.linalg.LinAlgError:
-            return None
-        r = fr["r"]
-        if r is None:
-            return _Factor(l1, None, np.zeros((0, 0)))
-        if isinstance(r, np.ndarray):  # dense R: C by unit sums, S by one product
-            wr = w[:, None] * r
-            c = self._p1 @ (v1[:, :, None] * wr[:, None, :]).reshape(n, q1 * r.shape[1])
-            c = c.reshape(self.j1, q1, r.shape[1])
-            g = (c / l1 if q1 == 1 else np.linalg.solve(l1, c)).reshape(self.j1 * q1, -1)
-            s = r.T @ wr - g.T @ g
-        else:
-            wr = sp.csr_array(sp.diags_array(w) @ r)
-            c = sp.csr_array(fr["zl1"].T @ wr)
-            if q1 == 1:
-                g = sp.csr_array(sp.diags_array(1.0 / l1[:, 0, 0]) @ c)
-            else:
-                m1 = np.linalg.inv(l1)
-                g = sp.csr_array(sp.bsr_array((m1, np.arange(self.j1), np.arange(self.j1 + 1)),
-                                              shape=(self.j1 * q1, self.j1 * q1)) @ c)
-            s = (r.T @ wr).toarray() - (g.T @ g).toarray()
-        idx = np.arange(self.m_rest)
-        s[idx, idx] += 1.0
-        try:
-            ls = np.linalg.cholesky(s)
-        except np.linalg.LinAlgError:
-            return None
-        return _Factor(l1, g, ls)
+    def _factor(self, fr: dict, w: np.ndarray) -> Factor | None:
+        return factor(fr["pat"], self._p1, fr["v"][0], fr["vr"], w)
 
-    def _solve(self, f: _Factor, rhs: np.ndarray) -> np.ndarray:
+    def _solve(self, fr: dict, f: Factor, rhs: np.ndarray) -> np.ndarray:
         """H⁻¹ rhs through the blocked factor (module docstring)."""
-        k1 = self.j1 * self.q1
-        r1 = rhs[:k1].reshape(self.j1, self.q1, 1)
-        y1 = np.linalg.solve(f.l1, r1) if self.q1 > 1 else r1 / f.l1
-        y1 = y1.reshape(-1)
-        if f.g is None:
-            d1 = y1
-            d2 = np.zeros(0)
-        else:
-            y2 = linalg.solve_triangular(f.ls, rhs[k1:] - f.g.T @ y1, lower=True)
-            d2 = linalg.solve_triangular(f.ls, y2, lower=True, trans="T")
-            d1 = y1 - f.g @ d2
-        lt = np.swapaxes(f.l1, 1, 2)
-        d1 = d1.reshape(self.j1, self.q1, 1)
-        d1 = (np.linalg.solve(lt, d1) if self.q1 > 1 else d1 / lt).reshape(-1)
-        return np.concatenate([d1, d2])
+        return solve(fr["pat"], f, rhs)
 
     # ------------------------------------------------------------------ PIRLS
     def mode(self, theta: np.ndarray, beta: np.ndarray | None = None) -> Mode | None:
@@ -351,7 +280,7 @@ class LaplaceProblem:
         u, b, eta, ll, f, it = out
         self._warm[free] = (u, b)
         return Mode(u=u[self._perm], beta=b, eta=eta, loglik=ll,
-                    logdet=f.logdet(self.m_rest), l1=f.l1, iterations=it)
+                    logdet=f.logdet(), l1=f.l1, iterations=it)
 
     def _newton(self, fr, u, b, free):
         base = self.offset + self.X @ b
@@ -373,7 +302,7 @@ class LaplaceProblem:
             g = self._ztr(fr, res) - u
             if free:
                 g = np.concatenate([g, self.X.T @ res])
-            step = self._solve(f, g)
+            step = self._solve(fr, f, g)
             dec = float(g @ step)
             if not np.isfinite(dec):
                 return None
@@ -449,7 +378,7 @@ class LaplaceProblem:
         f = self._factor(self._frame(theta, True), w)
         if f is None:
             return np.full((self.p, self.p), np.nan)
-        lx = f.ls[self.m_rest:, self.m_rest:]
+        lx = f.schur.lx
         return linalg.cho_solve((lx, True), np.eye(self.p))
 
 

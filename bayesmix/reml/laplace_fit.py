@@ -8,47 +8,52 @@ lme4's ``glmer`` does for ``nAGQ ≥ 1``:
 2. stage 2: (θ, β) jointly on the Laplace deviance D(θ, β) (``nAGQ = 1``) or the adaptive
    Gauss–Hermite deviance D_K (``nAGQ = K > 1``), from stage 1's optimum.
 
-Both use :func:`bayesmix.reml.optimize.minimize_criterion` (COBYQA, the diagonal of every Λ_b
-bounded below by 0, Newton polish and lme4's convergence checks).
+Stage 1 uses SciPy's COBYQA (the BOBYQA family glmer uses) to a radius of 1e-4, stage 2
+:func:`bayesmix.reml.laplace_opt.minimize_deviance` (COBYQA to 1e-6, then Newton steps on
+central differences; the diagonal of every Λ_b bounded below by 0; lme4's convergence checks).
+BLAS runs on one thread during the fit (its matrices are small; on a loaded two-core machine
+threads made each Cholesky factorisation ~30x slower).
 
 **Standard errors** are glmer's default (``vcov.merMod(use.hessian = TRUE)``): the β block of
-``2 H⁻¹``, H the Hessian of the deviance over (θ, β) at the optimum (here by Richardson-
-extrapolated central differences, where lme4 uses ``deriv12``'s plain ones).  Where an element
-of θ sits on its bound 0, lme4's finite differences fail and it falls back to ``(R_XᵀR_X)⁻¹``
-at the mode (the Schur complement of :meth:`LaplaceProblem.rx_vcov`); so does this module.
+``2 H⁻¹``, H the Hessian of the deviance over (θ, β) at the optimum by lme4's ``deriv12``
+stencil (central differences, here with step 1e-4 · max(1, |x|) on the standardised scale).
+Where an element of θ sits on its bound 0, lme4's finite differences fail and it falls back to
+``(R_XᵀR_X)⁻¹`` at the mode (the Schur complement of :meth:`LaplaceProblem.rx_vcov`); so does
+this module.
 
-**AGQ deviance as glmer reports it.**  For ``nAGQ > 1`` glmer sums deviance residuals rather
-than −2 log p, so its deviance (and ``logLik``) omit the saturated model's constant:
-``D_glmer = D_K + 2 Σ_i log p(y_i | μ_i = y_i)``.  ``criterion`` is glmer's number; the
-messages give the constant.
+**glmer's own error.**  Here PIRLS runs to a Newton decrement of 1e-9 and H is factored at the
+final mode, so the deviance is the Laplace deviance to ~1e-12.  glmer stops PIRLS on the
+relative change of the penalised deviance (``tolPwrss``; the pinned references use 1e-10),
+which leaves its deviance function above the Laplace deviance by up to ~5e-5 (measured:
+grouseticks 1780.5427070 against 1780.5426602 at glmer's optimum, guimmun 2758.0797415 against
+2758.0796939; with ``tolPwrss = 1e-14`` glmer's deviance function gives this module's values
+to 1e-11, and its refit this module's optimum).  In crossed_poisson its deviance function
+(both tolPwrss) differs from the Laplace deviance by ~1.3e-7, not smoothly at the scale of
+``deriv12``'s step 1e-4: glmer's SE of x, 0.0139090, is 0.2 % below the 0.0139375 here, and
+glmer's own deviance function (``tolPwrss = 1e-14``) with step 1e-3 gives 0.0139377.
 
-**Scale.**  The design-level fit works on X̃ (centred and scaled columns, ``X = X̃ A_x``) with
-η = o + m + X̃β̃ + Z̃b̃ (m the link of the pooled mean, ``design.scaling.y_center``; s_y = 1),
-and every block's columns standardised by its own scaling (``Zq_b = Z̃_b A_b``); η is the
-same, so the deviance is unchanged and the estimates map back exactly::
+Wall time (a shared 2-core machine with another job on one core; one fit after a warm-up
+call, the median of 3; R 4.2.2 with reference BLAS, lme4 1.1-31 ``glmer`` with its default
+control in ``system.time``, in the same run: ``python benchmarks/laplace.py``).
 
-    β = A_x⁻¹ (β̃ + m e₀)     Cov(β̂) = A_x⁻¹ Cov(β̃) A_x⁻ᵀ     T_b = A_b⁻¹ Λ̃_bΛ̃_bᵀ A_b⁻ᵀ
-    b_bj = A_b⁻¹ Λ̃_b ũ_bj
+====================================================  ===========  ============  =====
+model                                                 glmer        fit_laplace   ratio
+====================================================  ===========  ============  =====
+cbpp, binomial, ``(1 | herd)`` (56 rows)              TBD          TBD           TBD
+grouseticks, Poisson, 3 crossed/nested factors        TBD          TBD           TBD
+contraception, Bernoulli, ``(1 + urban | district)``  TBD          TBD           TBD
+guimmun, Bernoulli, ``(1 | comm/mom)`` (2159 rows)    TBD          TBD           TBD
+====================================================  ===========  ============  =====
 
-Wall time (a shared, loaded 2-core machine, after a warm-up call; R 4.2.2, lme4 1.1-31
-``glmer`` with its default control in ``system.time``).  Rough: the load varied by 5x.
-
-==================================  ===================  ============================
-model                               glmer                fit_laplace
-==================================  ===================  ============================
-cbpp, binomial, ``(1 | herd)``      0.08–0.5 s           0.45–2.6 s (about 3–5x)
-grouseticks, Poisson, 3 factors     1.0–5.1 s            80–330 s (far off the 3x goal)
-==================================  ===================  ============================
-
-Grouseticks is slow because every Newton step re-forms the Schur complement of the 181
-brood and location columns with scipy.sparse products, and stage 2 takes ~650 evaluations
-(COBYQA, then minimize_criterion's finite-difference Hessian and Newton polish, then the
-Hessian for the SEs); precomputing the pattern of ZᵀWZ (a fixed sparse map from W) is the
-next step.
+An evaluation costs a few PIRLS steps, each a few ``np.bincount`` over index maps fixed once
+(:mod:`bayesmix.reml.laplace_factor`) and one dense Cholesky of the Schur complement (181
+columns for grouseticks, 161 for guimmun); COBYQA's own overhead (~5 ms an iteration) is
+about a third of the time.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,7 +63,10 @@ from scipy import optimize, special
 from bayesmix.families import Family
 from bayesmix.reml.blocked import SINGULAR_TOL, BlockArrays
 from bayesmix.reml.laplace import LaplaceProblem
-from bayesmix.reml.optimize import minimize_criterion
+from bayesmix.reml.laplace_opt import minimize_deviance
+
+STAGE1_RADIUS = 1e-4
+"""COBYQA's final trust-region radius in stage 1 (its optimum only starts stage 2)."""
 
 
 @dataclass(frozen=True)
@@ -129,42 +137,6 @@ def saturated_loglik(family: Family, y: np.ndarray, trials: np.ndarray | None = 
     return float(np.sum(special.xlogy(y, y) - y - special.gammaln(y + 1)))
 
 
-def richardson_hessian(f, x: np.ndarray, h: float = 1e-3) -> np.ndarray:
-    """Hessian of f at x by central differences extrapolated over steps h and 2h (O(h⁴)).
-
-    Parameters
-    ----------
-    f : callable
-        ``f(x) -> float``.
-    x : ndarray, shape (k,)
-    h : float
-        Relative step (times ``max(1, |x_i|)``).
-
-    Returns
-    -------
-    ndarray, shape (k, k)
-    """
-    k = x.size
-    steps = h * np.maximum(1.0, np.abs(x))
-    f0 = f(x)
-
-    def one(scale: float) -> np.ndarray:
-        hs = steps * scale
-        out = np.empty((k, k))
-        for a in range(k):
-            ea = np.zeros(k)
-            ea[a] = hs[a]
-            out[a, a] = (f(x + ea) - 2 * f0 + f(x - ea)) / hs[a] ** 2
-            for c in range(a):
-                ec = np.zeros(k)
-                ec[c] = hs[c]
-                out[a, c] = out[c, a] = (f(x + ea + ec) - f(x + ea - ec) - f(x - ea + ec)
-                                         + f(x - ea - ec)) / (4 * hs[a] * hs[c])
-        return out
-
-    return (4 * one(1.0) - one(2.0)) / 3
-
-
 def fit_glmm(
     X: np.ndarray,
     y: np.ndarray,
@@ -203,11 +175,26 @@ def fit_glmm(
     if nagq > 1 and (len(prob.blocks) != 1 or prob.blocks[0].q != 1):
         raise ValueError("nAGQ > 1 needs a single grouping factor with one random term, as "
                          "in glmer; use nAGQ=1 (Laplace)")
+    with _one_blas_thread():
+        return _fit(prob, family, y, trials, nagq)
+
+
+def _one_blas_thread():
+    """BLAS on one thread: its matrices are small, and threads only contend (measured 30x)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency of pymc
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _fit(prob: LaplaceProblem, family: Family, y, trials, nagq: int) -> GLMMFit:
     k = prob.n_theta
     # Stage 1 only gives stage 2 its start: COBYQA to a moderate radius, no polish.
     bounds = optimize.Bounds(np.where(np.isfinite(prob.lower), prob.lower, -np.inf), np.inf)
     opt1 = optimize.minimize(prob.deviance0, prob.start, method="COBYQA", bounds=bounds,
-                             options={"final_tr_radius": 1e-5, "maxfev": 200 * k + 200})
+                             options={"final_tr_radius": STAGE1_RADIUS,
+                                      "maxfev": 200 * k + 200})
     md1 = prob.mode(opt1.x, None)
     if md1 is None:
         raise ValueError("the penalised deviance cannot be evaluated at the start; check the "
@@ -220,19 +207,18 @@ def fit_glmm(
 
     x0 = np.concatenate([opt1.x, md1.beta])
     lower = np.concatenate([prob.lower, np.full(prob.p, -np.inf)])
-    opt = minimize_criterion(dev, lower, x0, base=x0, trust_region=True)
-    theta, beta = opt.theta[:k], opt.theta[k:]
+    opt = minimize_deviance(dev, lower, x0)
+    theta, beta = opt.x[:k], opt.x[k:]
     md = prob.mode(theta, beta)
     messages = list(opt.messages)
     if not opt.converged:
         messages.insert(0, "The ML optimiser did not converge; the numbers are not estimates.")
-    at_bound = (prob.lower == 0) & (theta <= 0.0)
+    at_bound = opt.at_bound[:k]
     hess_ok = False
     vcov = np.full((prob.p, prob.p), np.nan)
     if not at_bound.any():
-        hess = richardson_hessian(dev, opt.theta)
         try:
-            inv = np.linalg.inv(hess)[k:, k:]
+            inv = np.linalg.inv(opt.hessian)[k:, k:]
             vcov = inv + inv.T
             hess_ok = bool(np.all(np.linalg.eigvalsh(vcov) > 0))
         except np.linalg.LinAlgError:
