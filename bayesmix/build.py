@@ -194,14 +194,15 @@ def _build_factors(design: Design, rp: ResolvedPriors, form: str,
         coords[nt.DIM_ROW] = list(range(design.n))
     stats = None
     with pm.Model(coords=coords) as model:
-        beta_std = _fixed_effects(rp, design.p)
+        # The sufficient form makes β̃ itself, sheared by its centred effects' means.
+        beta_std = _fixed_effects(rp, design.p) if form != "sufficient" else None
         sigma_std = _rv(rp.std_sigma(), nt.SIGMA_STD)
         pm.Deterministic(nt.SIGMA, sc.y_scale * sigma_std)
         if form == "rows":
             X_std = sc.standardize(design.atoms, design.y)[0]
             loglik, graph, initvals = factors_rows(design, rp, beta_std, sigma_std, X_std)
         elif form == "sufficient":
-            loglik, graph, initvals = factors_sufficient(design, rp, beta_std, sigma_std)
+            loglik, graph, initvals, beta_std = factors_sufficient(design, rp, sigma_std)
         else:
             collapse = nested_collapsed if _nested(design) else crossed_collapsed
             loglik, graph, initvals, stats = collapse(design, rp, beta_std, sigma_std,

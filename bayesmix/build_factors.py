@@ -258,8 +258,8 @@ def factors_rows(
 
 
 def factors_sufficient(
-    design: Design, rp: ResolvedPriors, beta_std, sigma_std,
-) -> tuple[Any, dict[str, Any], dict[str, np.ndarray]]:
+    design: Design, rp: ResolvedPriors, sigma_std,
+) -> tuple[Any, dict[str, Any], dict[str, np.ndarray], Any]:
     """The same joint posterior as :func:`factors_rows`, from the sparse cross-products.
 
     With ``W̃ = [X̃, Z̃, ỹ]`` (Z̃ = [Z̃_1 | Z̃_2 | ...], ũ the effects of every factor stacked
@@ -269,15 +269,32 @@ def factors_sufficient(
 
     where Z̃'Z̃ is sparse (one entry per pair of units that share rows), so a gradient costs
     O(nnz(Z̃'Z̃)) — below O(n) when many rows share each cell of the factors (any structure:
-    crossed or nested).
+    crossed or nested).  Factors whose units carry much data are sampled centred, as mean +
+    zero-sum deviations, and β̃ sheared by their means (:mod:`bayesmix.glmm_params`, the
+    same exact reparametrisations as for the other families; σ̃ ≈ 1 stands in for the
+    residual SD in the information rule).
+
+    Returns
+    -------
+    loglik, graph, initvals, beta_std
     """
     import scipy.sparse as sp
 
+    from bayesmix.glmm_params import centred_factors, shear_matrix, sheared_fixed_effects
+
     sc = rp.scaling
     X, _, y = sc.standardize(design.atoms, design.y)
-    effects, graph, init = factor_effects(design, rp)
-    Z = sp.hstack([unit_major(fs.standardize(design.atoms, fe.q), fe.grouping.index, fe.J)
-                   for fe, _, fs in effects], format="csr")
+    effects, graph, init = factor_effects(design, rp, centred=centred_factors(design))
+    blocks = [fs.standardize(design.atoms, fe.q) for fe, _, fs in effects]
+    shift = None
+    for (_, u_std, _), Zs in zip(effects, blocks, strict=True):
+        A = shear_matrix(X, Zs)
+        if np.any(A):
+            term = pt.dot(pt.as_tensor_variable(A), pt.mean(u_std, axis=0))
+            shift = term if shift is None else shift + term
+    beta_std = sheared_fixed_effects(rp, design.p, shift)
+    Z = sp.hstack([unit_major(Zs, fe.grouping.index, fe.J)
+                   for (fe, _, _), Zs in zip(effects, blocks, strict=True)], format="csr")
     zz = sp.triu(Z.T @ Z).tocoo()
     weight = np.where(zz.row == zz.col, 1.0, 2.0) * zz.data
     u = pt.concatenate([u_std.ravel() for _, u_std, _ in effects])
@@ -291,4 +308,4 @@ def factors_sufficient(
     loglik = (-0.5 * n * pt.log(2 * np.pi * sigma_std**2) - rss / (2 * sigma_std**2)
               + sc.log_jacobian(n))
     pm.Potential("loglik_sufficient", loglik)
-    return loglik, graph, init
+    return loglik, graph, init, beta_std

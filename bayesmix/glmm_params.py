@@ -96,7 +96,9 @@ def unit_information(design: Design, quantile: float = 0.1) -> dict[str, float]:
     urban women, mixed worse centred: min bulk ESS 482 against 1,325).
     """
     fam = design.family
-    if fam.link == "logit":
+    if fam.is_gaussian:  # 1/σ̃² with σ̃ ≈ 1 on the standardised scale (σ̃ ≤ 1 in practice)
+        v = np.ones(design.n)
+    elif fam.link == "logit":
         trials = design.trials if design.trials is not None else np.ones(design.n)
         p = float(np.clip(design.y.sum() / trials.sum(), 1e-3, 1 - 1e-3))
         v = trials * p * (1 - p)
