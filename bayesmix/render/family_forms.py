@@ -55,8 +55,13 @@ def _rewrite(eq: Equation, family: Family, exposure: bool,
         dist = sampling_model(family, lhs, exposure)
         return [Equation(lhs, dist, rel="~", label=eq.label, notes=()),
                 Equation(Call(family.link, (mean,)), rhs, notes=eq.notes)]
-    # matrix forms: η (bold, with the subscript of Y or of the form's Y) on the link scale
-    eta = Symbol("eta", lhs.sub if isinstance(lhs, Symbol) else sub, bold=True)
+    # matrix forms: η (bold, with the subscript of Y or of the form's Y) on the link scale,
+    # the exposure's offset log t included
+    sub = lhs.sub if isinstance(lhs, Symbol) else sub
+    eta = Symbol("eta", sub, bold=True)
+    if family.name == "poisson" and exposure:
+        offset = Call("log", (Symbol("t", sub, bold=True),))
+        rhs = Sum((*terms, offset))
     return [replace(eq, lhs=eta, rhs=rhs)]
 
 
@@ -90,13 +95,19 @@ def glmm_form(form: ir.FormIR, family: Family, exposure: bool = False) -> ir.For
             mean = _mean(family, y.sub, y.sep)
             blocks.append(Equation(y, sampling_model(family, y, exposure), rel="~",
                                    label="Outcome"))
-            blocks.append(Equation(Call(family.link, (mean,)), Symbol("eta", y.sub, sep=y.sep)))
+            # η includes the offset log t (as glmer's link-scale predictions do)
+            inner = (ir.Product((Symbol("t", y.sub, sep=y.sep), mean), op="juxt")
+                     if family.name == "poisson" and exposure else mean)
+            blocks.append(Equation(Call(family.link, (inner,)),
+                                   Symbol("eta", y.sub, sep=y.sep)))
             continue
         if block.rel == "~" and isinstance(block.lhs, Symbol) and block.lhs.base == "sigma":
             continue  # no residual SD
         blocks.append(block)
     if matrix_note:
         mean = _mean(family, (ir.Ident("i"),))
+        if family.name == "poisson" and exposure:
+            mean = ir.Product((Symbol("t", (ir.Ident("i"),)), mean), op="juxt")
         blocks.append(Note((Text("on the link scale: η_i = "), Call(family.link, (mean,)),
                             Text(f"; y_i ~ {_FAMILY_NAMES[family.name]} given η_i, no "
                                  "residual e"))))
