@@ -147,8 +147,13 @@ def centred_effects(suffix: str, chol, J: int, q: int):
     -------
     tensor, shape (J, q)
     """
-    mean = pm.MvNormal(f"u_mean_std{suffix}", mu=np.zeros(q), chol=chol / np.sqrt(J))
-    dev = pm.MvNormal(f"u_dev_std{suffix}", mu=np.zeros(q), chol=chol, shape=(J - 1, q))
+    if q == 1:  # scalar normals: a cheaper graph (and compile) than a 1 × 1 MvNormal
+        sd = chol[0, 0]
+        mean = pm.Normal(f"u_mean_std{suffix}", 0.0, sd / np.sqrt(J), shape=(1,))
+        dev = pm.Normal(f"u_dev_std{suffix}", 0.0, sd, shape=(J - 1, 1))
+    else:
+        mean = pm.MvNormal(f"u_mean_std{suffix}", mu=np.zeros(q), chol=chol / np.sqrt(J))
+        dev = pm.MvNormal(f"u_dev_std{suffix}", mu=np.zeros(q), chol=chol, shape=(J - 1, q))
     return mean[None, :] + zero_sum_extend(dev)
 
 
