@@ -128,21 +128,15 @@ def family_loglik(design: Design, eta, rows: Cells | None = None):
     if offset is not None:
         eta = eta + pt.as_tensor_variable(offset)
     if fam.name == "bernoulli" and rows is None:
-        dist = pm.Bernoulli.dist(logit_p=eta)
-    elif fam.name in ("bernoulli", "binomial"):
-        dist = pm.Binomial.dist(n=trials.astype(np.int64), logit_p=eta)
+        dist, args = pm.Bernoulli, {"logit_p": eta}
+    elif fam.name in ("bernoulli", "binomial"):  # Bernoulli cells are binomial
+        dist, args = pm.Binomial, {"n": trials.astype(np.int64), "logit_p": eta}
     else:
-        dist = pm.Poisson.dist(mu=pt.exp(eta))
+        dist, args = pm.Poisson, {"mu": pt.exp(eta)}
     observed = y.astype(np.int64)
-    loglik = pt.sum(pm.logp(dist, observed))
+    loglik = pt.sum(pm.logp(dist.dist(**args), observed))
     if rows is None:
-        if fam.name == "bernoulli":
-            pm.Bernoulli(nt.Y, logit_p=eta, observed=observed, dims=nt.DIM_ROW)
-        elif fam.name == "binomial":
-            pm.Binomial(nt.Y, n=trials.astype(np.int64), logit_p=eta, observed=observed,
-                        dims=nt.DIM_ROW)
-        else:
-            pm.Poisson(nt.Y, mu=pt.exp(eta), observed=observed, dims=nt.DIM_ROW)
+        dist(nt.Y, **args, observed=observed, dims=nt.DIM_ROW)
         return loglik
     loglik = loglik + rows.constant
     pm.Potential("loglik_cells", loglik)

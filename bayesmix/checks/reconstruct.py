@@ -251,6 +251,16 @@ def explicit_factors_loglik(design: Design, likelihood: str, beta: np.ndarray, s
     return _marginal(r, inner.Zq, inner.grouping.index, inner.J, chol, sigma)
 
 
+def picked_draws(fit: Fit, draws: int) -> list:
+    """Up to ``draws`` posterior draws spread evenly over the chains, each a Dataset."""
+    from bayesmix.compare import DRAWS_DIM
+
+    flat = fit.posterior.to_dataset().stack({DRAWS_DIM: ("chain", "draw")})
+    total = flat.sizes[DRAWS_DIM]
+    picks = np.linspace(0, total - 1, num=min(draws, total)).astype(int)
+    return [flat.isel({DRAWS_DIM: int(s)}) for s in picks]
+
+
 def factors_graph_check(fit: Fit, draws: int) -> tuple[float, int]:
     """Max |graph − explicit log-likelihood| over a few draws (several factors)."""
     from bayesmix.build import build_model
@@ -259,14 +269,9 @@ def factors_graph_check(fit: Fit, draws: int) -> tuple[float, int]:
     design = fit.design
     built = fit.built or build_model(design, fit.priors, likelihood=fit.likelihood)
     in_graph = factors_loglik_function(built)
-    from bayesmix.compare import DRAWS_DIM
-
-    flat = fit.posterior.to_dataset().stack({DRAWS_DIM: ("chain", "draw")})
-    total = flat.sizes[DRAWS_DIM]
-    picks = np.linspace(0, total - 1, num=min(draws, total)).astype(int)
+    points = picked_draws(fit, draws)
     worst = 0.0
-    for s in picks:
-        point = flat.isel({DRAWS_DIM: int(s)})
+    for point in points:
         beta = point[nt.BETA].transpose(nt.DIM_FIXED).to_numpy()
         sigma = float(point[nt.SIGMA])
         us, covs = {}, {}
@@ -279,7 +284,7 @@ def factors_graph_check(fit: Fit, draws: int) -> tuple[float, int]:
             covs[fe.name] = corr * np.outer(sd, sd)
         here = explicit_factors_loglik(design, fit.likelihood, beta, sigma, us, covs)
         worst = max(worst, abs(in_graph(beta, sigma, us, covs) - here))
-    return worst, len(picks)
+    return worst, len(points)
 
 
 def _marginal_all(r: np.ndarray, design: Design, cov: dict[str, np.ndarray],

@@ -112,21 +112,18 @@ def posterior_effects(fit: Any, point: Any) -> Any:
 def glmm_graph_check(fit: Any, draws: int) -> tuple[float, int]:
     """Max |graph − explicit log-likelihood| over a few posterior draws (any structure)."""
     from bayesmix.build import build_model
-    from bayesmix.compare import DRAWS_DIM
+    from bayesmix.checks.reconstruct import picked_draws
 
     built = fit.built or build_model(fit.design, fit.priors, likelihood=fit.likelihood)
     in_graph = glmm_loglik_function(built)
-    flat = fit.posterior.to_dataset().stack({DRAWS_DIM: ("chain", "draw")})
-    total = flat.sizes[DRAWS_DIM]
-    picks = np.linspace(0, total - 1, num=min(draws, total)).astype(int)
+    points = picked_draws(fit, draws)
     worst = 0.0
-    for s in picks:
-        point = flat.isel({DRAWS_DIM: int(s)})
+    for point in points:
         beta = point[nt.BETA].transpose(nt.DIM_FIXED).to_numpy()
         u = posterior_effects(fit, point)
         here = explicit_glmm_loglik(fit.design, beta, u)
         worst = max(worst, abs(in_graph(beta, u) - here))
-    return worst, len(picks)
+    return worst, len(points)
 
 
 def reconstruct_glmm(result: Any, draws_checked: int):
