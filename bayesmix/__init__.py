@@ -44,6 +44,7 @@ from bayesmix.scaling import Scaling
 from bayesmix.settings import SamplerSettings
 from bayesmix.spec import Coefficient, Gamma, RandomTerm, Spec
 from bayesmix.stats import ClusterStats, cluster_stats, stream_cluster_stats
+from bayesmix.variance import VariancePartition, variance
 
 __all__ = [
     "FAMILIES",
@@ -76,6 +77,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "Summary",
+    "VariancePartition",
     "align_reml",
     "build_design",
     "build_model",
@@ -95,6 +97,7 @@ __all__ = [
     "sample",
     "stream_cluster_stats",
     "summarize",
+    "variance",
     "write_reml",
 ]
 

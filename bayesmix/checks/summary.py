@@ -244,37 +244,24 @@ def _factors_dataset(fit: Fit, post: xr.Dataset) -> xr.Dataset:
     return out
 
 
-def latent_icc(fit: Fit, post: xr.Dataset) -> dict[str, xr.DataArray]:
-    """Latent-scale ICCs of a logit model: τ_g / (Σ_h τ_h + π²/3) per grouping factor g.
+def latent_icc(fit: Fit) -> dict[str, xr.DataArray]:
+    """Latent-scale adjusted ICCs of a logit model, per draw, from :func:`bayesmix.variance`.
 
-    τ_g is the variance of factor g's random intercept (at 0 of any random-slope variable),
-    π²/3 the variance of the standard logistic distribution of the latent residual (Snijders
-    & Bosker; Raudenbush & Bryk; ``performance::icc`` for a random-intercept logit model).
-    Empty for other families (the Gaussian ICC needs σ², a Poisson one a distribution-
-    specific approximation: ``performance::icc`` with Nakagawa's method) and for factors
-    without an intercept.
+    Per grouping factor g: σ²_g / (Σ_h σ²_h + π²/3), with σ²_g the factor's random variance
+    (its intercept variance τ_g in a random-intercept model; with random slopes Johnson's
+    mean of z_iᵀ T_g z_i over the rows) and π²/3 the variance of the standard logistic
+    latent residual (``performance::icc``). Named ``icc`` with one factor, ``icc_<factor>``
+    with several. Empty for other families: ``bm.variance(fit)`` gives the Gaussian and
+    Poisson ICCs (the Poisson one needs a fit of the null model, too slow for a summary).
     """
-    design = fit.design
-    if design.family.link != "logit":
+    if fit.design.family.link != "logit":
         return {}
-    taus = {}
-    for fe in design.effects:
-        if () not in fe.factors:
-            continue
-        label = fe.labels[fe.factors.index(())]
-        if design.single_factor:
-            sd = post[nt.SD_U].sel({nt.DIM_RANDOM: label})
-        else:
-            from bayesmix.build_factors import factor_dims
+    from bayesmix.variance import variance
 
-            sd = post[f"{nt.SD_U}_{fe.name}"].sel({factor_dims(fe)[1]: label})
-        taus[fe.name] = sd.drop_vars(sd.coords.keys() - {"chain", "draw"}) ** 2
-    if not taus:
-        return {}
-    total = sum(taus.values()) + np.pi**2 / 3
-    if design.single_factor:
-        return {"icc": next(iter(taus.values())) / total}
-    return {f"icc_{name}": tau / total for name, tau in taus.items()}
+    icc = variance(fit).values["icc_adjusted_factor"]
+    if fit.design.single_factor:
+        return {"icc": icc.isel(factor=0, drop=True)}
+    return {f"icc_{name}": icc.sel(factor=name, drop=True) for name in icc["factor"].to_numpy()}
 
 
 def summarize(fit: Fit, *, ci_prob: float = 0.95, warn: bool = True) -> Summary:
@@ -296,7 +283,7 @@ def summarize(fit: Fit, *, ci_prob: float = 0.95, warn: bool = True) -> Summary:
     import arviz as az  # imported here: it costs ~2 s, and `import bayesmix` should not
 
     ds = summary_dataset(fit)
-    for name, value in latent_icc(fit, fit.posterior.to_dataset()).items():
+    for name, value in latent_icc(fit).items():
         ds[name] = value
     table = az.summary(ds, ci_prob=ci_prob, ci_kind="eti", round_to="none")
     rhat = float(np.nanmax(table["r_hat"].to_numpy(dtype=float)))
