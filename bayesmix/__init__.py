@@ -27,7 +27,10 @@ from bayesmix.design import Design, build_design
 from bayesmix.errors import BayesmixError, DataError, SpecError
 from bayesmix.families import FAMILIES, Family, get_family
 from bayesmix.fit_result import Fit, FitFileError
+from bayesmix.kfold import ModelComparison, compare_models, kfold
+from bayesmix.loo import loo
 from bayesmix.predict import Prediction, predict
+from bayesmix.predictive import posterior_predictive, prior_predictive
 from bayesmix.priors import Prior, Priors, ResolvedPriors, resolve_priors
 from bayesmix.reml import (
     REMLConvergenceError,
@@ -62,6 +65,7 @@ __all__ = [
     "Fit",
     "FitFileError",
     "Gamma",
+    "ModelComparison",
     "Prediction",
     "Prior",
     "Priors",
@@ -83,14 +87,20 @@ __all__ = [
     "build_model",
     "cluster_stats",
     "compare",
+    "compare_models",
     "compile_model",
     "equations",
     "fit",
     "fit_reml",
     "get_family",
+    "kfold",
     "load_data",
+    "loo",
     "plot_compare",
+    "plot_ppc",
+    "posterior_predictive",
     "predict",
+    "prior_predictive",
     "read_reml",
     "reconstruct",
     "resolve_priors",
@@ -108,4 +118,8 @@ def __getattr__(name: str):
         from bayesmix.plots import plot_compare
 
         return plot_compare
+    if name == "plot_ppc":
+        from bayesmix.ppc_plot import plot_ppc
+
+        return plot_ppc
     raise AttributeError(f"module 'bayesmix' has no attribute {name!r}")

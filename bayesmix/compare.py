@@ -207,6 +207,24 @@ class _Rows:
 
 
 # --------------------------------------------------------------------------- compare
+def _check_arguments(fit: Any, reml: Any) -> None:
+    """Say what to call when the arguments are not (Bayesian fit, REML fit)."""
+    from bayesmix.fit_result import Fit
+
+    if isinstance(reml, Fit):
+        raise BayesmixError(
+            "bm.compare puts one Bayesian fit next to a REML/ML fit of the same model "
+            "(bm.compare(fit, bm.fit_reml(spec, data))); to compare two Bayesian models use "
+            "bm.compare_models({'name 1': fit1, 'name 2': fit2}) (LOO, weights)"
+        )
+    if not isinstance(reml, REMLFit):
+        raise BayesmixError(f"bm.compare needs a REMLFit second (from bm.fit_reml or "
+                            f"bm.read_reml), not {type(reml).__name__}")
+    if not isinstance(fit, Fit):
+        raise BayesmixError(f"bm.compare needs a Bayesian Fit first (from bm.fit), not "
+                            f"{type(fit).__name__}")
+
+
 def compare(fit: Any, reml: REMLFit) -> Comparison:
     """Put a Bayesian fit's posterior next to a REML (or ML) fit of the same model.
 
@@ -232,6 +250,7 @@ def compare(fit: Any, reml: REMLFit) -> Comparison:
     intercept it is ``σ² / (σ² + n_j τ²)``, between 0 (no pooling) and 1 (complete pooling); with
     correlated random terms one term can borrow from another and the ratio can leave [0, 1].
     """
+    _check_arguments(fit, reml)
     design: Design = fit.design
     if not design.single_factor:
         from bayesmix.compare_factors import compare_factors

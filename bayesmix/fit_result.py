@@ -117,6 +117,14 @@ class Fit:
         """Sampler statistics (``diverging``, ``step_size``, ...)."""
         return self.idata["sample_stats"]
 
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        # ArviZ converts what it is given through np.asarray: say which attribute to pass.
+        raise TypeError(
+            "a bayesmix Fit is not an array: give ArviZ its draws, fit.idata "
+            "(az.summary(fit.idata), az.plot_forest(fit.idata)); bm.loo(fit) and "
+            "bm.plot_ppc(fit) take the Fit itself"
+        )
+
     def __repr__(self) -> str:
         from bayesmix.reprs import fit_text
 

@@ -18,6 +18,7 @@ from bayesmix.build_factors import COV_RV, SD_RV
 from bayesmix.collapsed import draw_u_conditional
 from bayesmix.errors import SpecError
 from bayesmix.fit_result import Fit
+from bayesmix.predictive import add_predictive_groups
 from bayesmix.settings import SamplerSettings
 
 
@@ -243,6 +244,7 @@ def sample(
     settings: SamplerSettings | None = None,
     *,
     compiled: CompiledModel | None = None,
+    predictive: bool = True,
 ) -> Fit:
     """Sample the posterior and assemble a :class:`Fit`.
 
@@ -255,6 +257,8 @@ def sample(
         From :func:`compile_model` (nutpie only); compiled here when not given.  ``timings``
         then hold ``compile`` and ``sample`` apart (PyMC's and numpyro's samplers compile
         inside ``sample``).
+    predictive : bool
+        Add the groups ``observed_data`` and ``log_likelihood`` (:mod:`bayesmix.predictive`).
 
     Returns
     -------
@@ -274,7 +278,7 @@ def sample(
         idata = _sample_nutpie(built, settings, compiled, timings)
     else:
         idata = _sample_pymc(built, settings, timings)
-    return _assemble(built, settings, idata, timings)
+    return _assemble(built, settings, idata, timings, predictive)
 
 
 def _sample_pymc(built: BuiltModel, settings: SamplerSettings, timings: dict[str, float]):
@@ -303,7 +307,8 @@ def _sample_pymc(built: BuiltModel, settings: SamplerSettings, timings: dict[str
 
 
 def _assemble(
-    built: BuiltModel, settings: SamplerSettings, idata: Any, timings: dict[str, float]
+    built: BuiltModel, settings: SamplerSettings, idata: Any, timings: dict[str, float],
+    predictive: bool = True,
 ) -> Fit:
     post = idata["posterior"].to_dataset()
     design = built.design
@@ -317,7 +322,8 @@ def _assemble(
                     else draw_inner_posterior)
             post = draw(built, settings.random_seed, post)
             timings["u_draws"] = time.perf_counter() - start
-        return _fit(built, settings, idata, _factors_posterior(post, design), timings)
+        return _fit(built, settings, idata, _factors_posterior(post, design), timings,
+                    predictive)
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     beta = post[nt.BETA].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()
     start = time.perf_counter()
@@ -364,7 +370,7 @@ def _assemble(
     # not results: the posterior holds the original scale only.
     extra = [v for v in post.data_vars if v not in keep and not _internal(str(v))]
     post = post[keep + extra + ([nt.U_OFFSET] if nt.U_OFFSET in post else [])]
-    return _fit(built, settings, idata, post, timings)
+    return _fit(built, settings, idata, post, timings, predictive)
 
 
 def _internal(name: str) -> bool:
@@ -385,7 +391,7 @@ def _factors_posterior(post: xr.Dataset, design) -> xr.Dataset:
 
 
 def _fit(built: BuiltModel, settings: SamplerSettings, idata: Any, post: xr.Dataset,
-         timings: dict[str, float]) -> Fit:
+         timings: dict[str, float], predictive: bool = True) -> Fit:
     design = built.design
     attrs = dict(idata["posterior"].attrs)
     attrs.update({"likelihood": built.likelihood, "sampler": settings.sampler})
@@ -395,7 +401,7 @@ def _fit(built: BuiltModel, settings: SamplerSettings, idata: Any, post: xr.Data
         if name in idata.children:
             groups[name] = idata[name].to_dataset()
     tree = xr.DataTree.from_dict(groups)
-    return Fit(
+    fit = Fit(
         spec=design.spec,
         design=design,
         priors=built.priors,
@@ -405,3 +411,4 @@ def _fit(built: BuiltModel, settings: SamplerSettings, idata: Any, post: xr.Data
         timings=timings,
         built=built,
     )
+    return add_predictive_groups(fit) if predictive else fit
