@@ -28,7 +28,7 @@ from bayesmix.errors import BayesmixError, DataError, SpecError
 from bayesmix.families import FAMILIES, Family, get_family
 from bayesmix.fit_result import Fit, FitFileError
 from bayesmix.kfold import ModelComparison, compare_models, kfold
-from bayesmix.loo import loo
+from bayesmix.loo_cv import loo
 from bayesmix.predict import Prediction, predict
 from bayesmix.predictive import posterior_predictive, prior_predictive
 from bayesmix.priors import Prior, Priors, ResolvedPriors, resolve_priors

@@ -170,6 +170,9 @@ def _quadrature_cluster(family, y, trials, eta0, ZL, nodes: int) -> np.ndarray:
     """ℓ_j by adaptive Gauss–Hermite quadrature with ``nodes`` per dimension, shape (S,)."""
     m = ZL.shape[2]
     v_hat, C = _mode(family, y, trials, eta0, ZL)
+    logdet_c = np.log(np.diagonal(C, axis1=1, axis2=2)).sum(axis=1)
+    if nodes == 1:  # Laplace: the one node x = 0 with weight √π per dimension
+        return _h(family, y, trials, eta0, ZL, v_hat) - logdet_c
     x1, w1 = np.polynomial.hermite.hermgauss(nodes)
     grid = np.stack(np.meshgrid(*([x1] * m), indexing="ij"), axis=-1).reshape(-1, m)
     log_w = np.log(np.stack(np.meshgrid(*([w1] * m), indexing="ij"), axis=-1)
@@ -182,7 +185,6 @@ def _quadrature_cluster(family, y, trials, eta0, ZL, nodes: int) -> np.ndarray:
         terms[k] = log_w[k] + x @ x + _h(family, y, trials, eta0, ZL, v)
     top = terms.max(axis=0)
     log_sum = top + np.log(np.exp(terms - top).sum(axis=0))
-    logdet_c = np.log(np.diagonal(C, axis1=1, axis2=2)).sum(axis=1)
     return -0.5 * m * np.log(np.pi) - logdet_c + log_sum
 
 

@@ -88,7 +88,7 @@ def kfold(fit, k: int = 10, *, folds: Sequence | Mapping | None = None,
     import arviz_stats
 
     from bayesmix.cluster_marginal import cluster_marginal_loglik
-    from bayesmix.loo import _check_fit
+    from bayesmix.loo_cv import _check_fit
 
     _check_fit(fit)
     design = fit.design
@@ -191,7 +191,8 @@ class ModelComparison:
     Attributes
     ----------
     table : DataFrame
-        ArviZ's comparison: rank, elpd, p, elpd_diff, dse, weight (stacking by default), ...
+        ArviZ's comparison, unrounded: rank, elpd_diff, dse, p_worse, p, elpd, se, weight
+        (stacking by default), ...
     elpd : dict of str to ELPDData
         Each model's LOO or K-fold result.
     unit : str
@@ -203,11 +204,12 @@ class ModelComparison:
     unit: str
 
     def __repr__(self) -> str:
-        return f"Models compared by leave-one-{self.unit}-out ELPD\n{self.table.to_string()}"
+        return (f"Models compared by leave-one-{self.unit}-out ELPD\n"
+                f"{self.table.round(3).to_string()}")
 
     def _repr_html_(self) -> str:
         return (f"<p>Models compared by leave-one-{self.unit}-out ELPD</p>"
-                + self.table.to_html())
+                + self.table.round(3).to_html())
 
     def plot(self, **kwargs):
         """ELPD of each model with its SE and the differences (``arviz_plots.plot_compare``)."""
@@ -235,7 +237,7 @@ def compare_models(models: Mapping, unit: str | None = None, *, method: str = "s
     import arviz_stats
 
     from bayesmix.fit_result import Fit
-    from bayesmix.loo import default_unit, loo
+    from bayesmix.loo_cv import default_unit, loo
 
     if len(models) < 2:
         raise BayesmixError("compare_models needs at least two models, as {name: fit}")
@@ -258,7 +260,7 @@ def compare_models(models: Mapping, unit: str | None = None, *, method: str = "s
         raise BayesmixError(f"the models are scored on different units ({sorted(given)}): "
                             "leave-one-cluster-out and leave-one-observation-out ELPDs are on "
                             "different scales and cannot be compared")
-    table = arviz_stats.compare(elpd, method=method)
+    table = arviz_stats.compare(elpd, method=method, round_to="none")
     return ModelComparison(table, elpd, unit)
 
 
