@@ -1,4 +1,4 @@
-"""The ``bayesmix`` command: fit, summary, equations, compare."""
+"""The ``bayesmix`` command: fit, summary, equations, compare, loo, compare-models."""
 
 from __future__ import annotations
 
@@ -175,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_compare_arguments(p)
     p.set_defaults(func=_cmd_compare)
+
+    from bayesmix import cli_loo
+
+    p = sub.add_parser("loo", help="PSIS-LOO (ELPD, SE, p_loo, Pareto k) of model files or fits")
+    cli_loo.add_loo_arguments(p)
+    p.set_defaults(func=cli_loo.run_loo_cli)
+
+    p = sub.add_parser("compare-models", help="rank models by PSIS-LOO (table, --plot FILE)")
+    cli_loo.add_compare_models_arguments(p)
+    p.set_defaults(func=cli_loo.run_compare_models_cli)
     return parser
 
 

@@ -694,7 +694,9 @@ def hsb_notebook() -> Cells:
             This notebook goes through a full posterior analysis: the model and its priors,
             sampling diagnostics, the posterior of the $\gamma$'s, of $\mathbf{T}$ (the
             covariance of the school effects) and of $\sigma$, the schools' own coefficients, a
-            posterior predictive check, and the comparison with lme4's REML fit.
+            posterior predictive check, a comparison with a random-intercept model by
+            leave-one-school-out cross-validation (and the variance partition), and the
+            comparison with lme4's REML fit.
             """),
         code(SETUP, """
             import arviz_plots as azp
@@ -948,78 +950,106 @@ def hsb_notebook() -> Cells:
         md(r"""
             ## 7. Posterior predictive check
 
-            Does data simulated from the fitted model look like the real data? For 400
-            posterior draws (100 per chain), compute
+            Does data simulated from the fitted model look like the real data?
+            `bm.posterior_predictive(fit)` draws one replicated data set per posterior draw
+            (here 400 draws, 100 per chain),
             $\mathbf{y}^{rep} = \mathbf{X}\beta + \mathbf{Z}\mathbf{u} + \mathbf{e}^{rep}$,
-            $\mathbf{e}^{rep} \sim N(0, \sigma^2)$, with the design's explicit matrices
-            (`design.linear_predictor`), and compare with the observed `MathAch`: below, the
-            observed distribution in black and 100 replicated data sets in blue.
+            $\mathbf{e}^{rep} \sim N(0, \sigma^2)$, with each draw's $\beta$, $\mathbf{u}$ and
+            $\sigma$ and the design's explicit matrices. `bm.plot_ppc` compares three
+            quantities, observed (black) against 100 of the replicated data sets (blue): the
+            distribution of `MathAch` itself (panel `y`), and, across the 160 schools, the
+            distribution of the school means and of the school SDs.
             """),
         code("""
-            import arviz as az
-
-            rng = np.random.default_rng(2024)
-            thin = post.isel(draw=slice(None, None, 10))               # 4 chains x 100 draws
-            mu = design.linear_predictor(thin["beta"].values, thin["u"].values)
-            y_rep = mu + rng.normal(size=mu.shape) * thin["sigma"].values[..., None]
-            ppc = az.from_dict(
-                {"posterior_predictive": {"MathAch": y_rep},
-                 "observed_data": {"MathAch": design.y}},
-                dims={"MathAch": ["student"]},
-            )
-            azp.plot_ppc_dist(ppc, num_samples=100, figure_kwargs={"figsize": (8, 3.5)})
+            fit_rep = bm.posterior_predictive(fit, max_draws=400, random_seed=2024)
+            bm.plot_ppc(fit_rep, num_samples=100, figure_kwargs={"figsize": (12, 3.4)})
             plt.show()
+            y_rep = fit_rep.idata["posterior_predictive"]["y"]          # (chain, draw, obs)
             print(f"observed MathAch range: {design.y.min():.2f} to {design.y.max():.2f}; "
-                  f"replicated: {np.median(y_rep.min(-1)):.1f} to {np.median(y_rep.max(-1)):.1f}"
-                  " (medians over draws)")
+                  f"replicated: {float(y_rep.min('obs').median()):.1f} to "
+                  f"{float(y_rep.max('obs').median()):.1f} (medians over draws)")
             """),
         md(r"""
-            The centre and spread are right, but the shape is not: `MathAch` is a test score
-            bounded between about −3 and 25 with a flat top, while the model's normal errors
-            spill beyond both ends. The school-level structure is the part the model is built
-            for; the next check compares, school by school, the observed mean and SD with
-            their replicated distributions.
+            * **`MathAch`** (left): the centre and spread are right, but the shape is not:
+              `MathAch` is a test score bounded between about −3 and 25 with a flat top, while
+              the model's normal errors spill beyond both ends.
+            * **School means** (middle): the school-level structure is the part the model is
+              built for, and the observed distribution of the 160 school means lies among the
+              replicated ones. (This check is lenient: each school's $U_{0j}$ was estimated
+              from the same students, so its replicated mean is drawn towards the observed one.)
+            * **School SDs** (right): here the model falls short. It gives every school the
+              same $\sigma$, so the replicated school SDs scatter only as much as sampling
+              allows, while the observed ones are more spread out: some schools are more
+              homogeneous than $\sigma$ says and others more varied. A model with a school- or
+              sector-specific residual SD would be the next step; the $\gamma$'s, which
+              describe averages, are little affected.
+
+            ## 8. Does the random slope pay its way? Leave-one-school-out comparison
+
+            Section 5 found the SD of the slopes' $U_{1j}$ close to 0. A simpler model drops
+            $U_{1j}$ and keeps the same fixed part (the cross-level interactions stay): every
+            school's SES slope is then exactly what `MEANSES` and `Sector` predict. Below it is
+            written as a `Spec`, fitted to the same data, and compared with the random-slope
+            model by PSIS-LOO with `bm.compare_models`.
+            """),
+        code('''
+            spec_ri = bm.Spec.from_equations("""
+                MathAch = b0 + b1*cses + e
+                b0 = g00 + g01*MEANSES + g02*Sector + U0
+                b1 = g10 + g11*MEANSES + g12*Sector
+                """, "School", reference={"Sector": "Public"}, name="hsb_intercept")
+            fit_ri = bm.fit(spec_ri, data, draws=1000, tune=1000, chains=4, random_seed=5,
+                            progressbar=False)
+            models = {"random slope (hsb.toml)": fit, "random intercept": fit_ri}
+            by_school = bm.compare_models(models, unit="cluster")
+            display(by_school)
+            by_school.plot(figure_kwargs={"figsize": (9, 2.6)})
+            plt.show()
+            '''),
+        md(r"""
+            **What leave-one-school-out measures.** With `unit="cluster"` each school is left
+            out in turn, and the model fitted to the other 159 schools predicts all of its
+            students together: the score is the school's marginal likelihood
+            $p(\mathbf{y}_j \mid \gamma, \mathbf{T}, \sigma)$, with the school's own
+            $U_{0j}, U_{1j}$ integrated out over $N(\mathbf{0}, \mathbf{T})$, averaged over the
+            posterior (PSIS approximates the 160 refits from the one fit). It answers "how
+            well would the model predict a *new school*?", the question for a population of
+            schools. `unit="observation"` leaves out one student at a time and keeps the
+            school's estimated $U$'s: it asks how well a new student of one of *these* 160
+            schools is predicted, so the school effects count as parameters (`p` of 120 to 130
+            below, against about 9 by school). The two ELPDs are sums over different
+            units (160 schools, 7,185 students) and are never compared with each other, only
+            models on the same unit.
             """),
         code("""
-            # The U0 columns of Z are the school indicators: y @ Z0 sums y within each school.
-            Z0 = design.Z[:, design.z_columns["U0 (Intercept)"]]
-            n_j = lvl2["n"].to_numpy()
-
-
-            def school_stats(y):
-                # school means and SDs of each row of y, shape (k, n) -> (k, J) each
-                means = (y @ Z0) / n_j
-                sds = np.sqrt(((y**2) @ Z0 - n_j * means**2) / (n_j - 1))
-                return means, sds
-
-
-            obs_mean, obs_sd = school_stats(design.y[None, :])
-            rep_mean, rep_sd = school_stats(y_rep.reshape(-1, design.n))
-            fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
-            for ax, obs, rep, what in [(axes[0], obs_mean[0], rep_mean, "mean"),
-                                        (axes[1], obs_sd[0], rep_sd, "SD")]:
-                lo, hi = np.quantile(rep, [0.025, 0.975], axis=0)
-                inside = np.mean((obs >= lo) & (obs <= hi))
-                order = np.argsort(np.median(rep, axis=0))
-                ax.vlines(np.arange(design.J), lo[order], hi[order], color="#9ecae1", lw=2,
-                          label="95% interval of replicated data")
-                ax.plot(np.arange(design.J), obs[order], "k.", ms=4, label="observed")
-                ax.set(title=f"school {what} of MathAch: {inside:.0%} of schools inside",
-                       xlabel="school (sorted by replicated median)", ylabel=f"school {what}")
-                ax.legend(fontsize=8)
-            plt.show()
+            by_student = bm.compare_models(models, unit="observation")
+            by_student.table[["rank", "elpd", "se", "p", "elpd_diff", "dse", "weight"]].round(2)
             """),
         md(r"""
-            The school means are reproduced: nearly every observed mean lies inside its 95%
-            interval. (This check is lenient: each school's $U_{0j}$ was estimated from the
-            same students, so its replicated mean is drawn towards the observed one.) The
-            school SDs show a limitation: the model gives every school the same $\sigma$,
-            but some schools are more homogeneous than that and others more spread out, so
-            more observed SDs fall outside their intervals than the 5% chance would give. A
-            model with a school- or sector-specific residual SD would be the next step; the
-            $\gamma$'s, which describe averages, are little affected.
+            By school the random slope brings nothing: the random-intercept model's ELPD is as
+            high or a little higher (the difference, under one log-score unit, is smaller than
+            its SE `dse`), with about one effective parameter fewer. With two models this close,
+            stacking puts nearly all the weight on one of them; the weights are not posterior
+            probabilities. By student the verdict is the same. This is the posterior
+            of sd($U_1$) of section 5 seen from prediction: once `MEANSES` and `Sector` are in
+            the slope equation, what is left of the school-to-school variation of the SES
+            slopes is too small to help predict new schools or new students.
 
-            ## 8. Comparison with REML
+            `bm.variance` says the same in variance shares (each per posterior draw; a few
+            rows of `.to_frame()` are shown): the school effects hold about 6% of the
+            variance that the fixed effects leave (adjusted ICC), the fixed part explains
+            about 18% of the variance of `MathAch` (marginal $R^2$), and the slope deviations
+            $U_{1j}$ add a tiny share (Rights & Sterba's `v`).
+            """),
+        code("""
+            vp = bm.variance(fit)
+            rows = ["icc_adjusted", "r2_marginal", "r2_conditional",
+                    "var_effect[School: U0 (Intercept)]", "var_effect[School: U1 (cses)]",
+                    "rs_share[m]", "rs_share[v]"]
+            vp.to_frame().loc[rows].round(4)
+            """),
+        md(r"""
+            ## 9. Comparison with REML
 
             lme4's fit of the same model (`MathAch ~ cses * (MEANSES + Sector) + (cses | School)`,
             pinned in `tests/reference/hsb_crosslevel_lmer.json`) and bayesmix's own REML fit
@@ -1046,7 +1076,10 @@ def hsb_notebook() -> Cells:
             intercepts, where REML gives a point on a nearly flat likelihood and the posterior
             shows the whole range, shaped in part by the prior. The predictive check confirms
             the school-level part of the model and flags two things it leaves out: the score's
-            bounded range and school-to-school differences in spread.
+            bounded range and school-to-school differences in spread. Leave-one-school-out
+            cross-validation finds that the random slope does not improve the prediction of
+            new schools: the random-intercept model with the same cross-level interactions
+            predicts as well.
             """),
     ]
 
