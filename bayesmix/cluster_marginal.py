@@ -21,7 +21,7 @@ H = −∇²h(v̂) = I + L_jᵀZ_jᵀ W Z_j L_j = C Cᵀ and the K^m product rul
 
     ℓ_j ≈ −(m/2) log π − log|C| + log Σ_k w_k exp(‖x_k‖² + h(v̂ + √2 C⁻ᵀ x_k))
 
-K = 1 is the Laplace approximation (lme4's nAGQ = 1).  By default K = 9 for one effect per
+K = 1 is the Laplace approximation (lme4's nAGQ = 1).  By default K = 15 for one effect per
 cluster, 5 for two, and 1 (Laplace) for more, as the cost grows as K^m.
 """
 
@@ -31,7 +31,7 @@ import numpy as np
 
 from bayesmix.pointwise import FlatDraws, flat_draws, marginal_unit
 
-DEFAULT_NODES = {1: 9, 2: 5}
+DEFAULT_NODES = {1: 15, 2: 5}
 """Gauss–Hermite nodes per dimension by the number m of effects per cluster (else 1)."""
 DRAW_CHUNK = 512
 

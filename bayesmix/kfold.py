@@ -245,6 +245,8 @@ def compare_models(models: Mapping, unit: str | None = None, *, method: str = "s
     _same_data(fits)
     if unit is None:
         units = {default_unit(f.design) for f in fits.values()}
+        units |= {m.unit for m in models.values() if not isinstance(m, Fit)
+                  and getattr(m, "unit", None)}
         unit = "cluster" if units == {"cluster"} else "observation"
     elpd = {}
     for name, m in models.items():

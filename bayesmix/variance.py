@@ -149,8 +149,9 @@ class VariancePartition:
         from bayesmix.checks.summary import significant
 
         frame = self.to_frame().map(lambda v: significant(v, 4))
-        what = "point estimates" if self.kind == "point" else "posterior"
-        head = (f"Variance partition ({self.origin} {what}), {self.family}, factors: "
+        what = (f"{self.origin} point estimates" if self.kind == "point"
+                else "posterior draws")
+        head = (f"Variance partition ({what}), {self.family}, factors: "
                 f"{', '.join(self.factors)}")
         lines = [head, frame.to_string()]
         lines += [f"- {n}" for n in self.notes]
