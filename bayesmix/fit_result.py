@@ -91,7 +91,9 @@ class Fit:
     likelihood : str
         Likelihood form that was sampled.
     idata : xarray.DataTree
-        ArviZ-compatible draws: groups ``posterior`` and ``sample_stats``.
+        ArviZ-compatible draws: groups ``posterior``, ``sample_stats``, ``observed_data`` and
+        ``log_likelihood`` (:mod:`bayesmix.predictive`; ``posterior_predictive`` on request).
+        Pass it to ArviZ functions (``az.summary(fit.idata)``).
     timings : dict of str to float
         Seconds spent per stage (build, sample, u_draws, ...).
     built : BuiltModel or None
