@@ -117,7 +117,8 @@ def loo(fit, unit: str | None = None, *, pointwise: bool = True, warn: bool = Tr
         var = MARGINAL_VAR if unit == "cluster" else OBSERVATION_VAR
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            result = arviz_stats.loo(with_ll.idata, var_name=var, pointwise=True)
+            result = arviz_stats.loo(with_ll.idata, var_name=var, pointwise=True,
+                                     reff=relative_efficiency(fit))
     result.unit = unit
     if warn:
         _warn_high_k(result, unit)
@@ -146,15 +147,36 @@ def _warn_high_k(result, unit: str) -> None:
     )
 
 
+def relative_efficiency(fit) -> float:
+    """r_eff = mean bulk ESS / draws over the model's parameters (β, σ, SDs, correlations).
+
+    ArviZ's default averages over every posterior variable, which here includes u and the
+    cluster coefficients (J × q values each: 80 million at J = 5,000 with 4,000 draws, 16 s);
+    the parameters that the pointwise likelihoods depend on jointly are these.
+    """
+    import arviz_stats
+
+    post = fit.posterior.to_dataset()
+    if post.sizes.get("chain", 1) == 1:
+        return 1.0
+    keep = [v for v in post.data_vars
+            if str(v) == "beta" or str(v).startswith(("sigma", "sd_u", "corr_u"))]
+    ess = arviz_stats.ess(post[keep], method="mean")
+    values = np.concatenate([np.ravel(ess[v].values) for v in ess.data_vars])
+    values = values[np.isfinite(values)]  # a correlation's diagonal is constant
+    S = post.sizes["chain"] * post.sizes["draw"]
+    return float(values.mean() / S) if values.size else 1.0
+
+
 def _chunked_loo(fit):
     """PSIS-LOO by observation without holding the (draws × rows) log-likelihood."""
     import arviz_stats
-    from arviz_stats.loo.loo import _get_r_eff, _warn_pareto_k
+    from arviz_stats.loo.loo import _warn_pareto_k
 
     design = fit.design
     draws = flat_draws(fit)
     S = draws.S
-    reff = _get_r_eff(fit.idata, S)
+    reff = relative_efficiency(fit)
     elpd_i = np.empty(design.n)
     lpd_i = np.empty(design.n)
     k = np.empty(design.n)

@@ -89,7 +89,7 @@ def case_loco() -> dict:
         exact = bm.kfold(fit, k=approx.n_data_points)
         seconds = time.perf_counter() - start
         out["models"][name] = {
-            "J": approx.n_data_points, "psis_elpd": approx.elpd, "psis_se": approx.se,
+            "J": int(approx.n_data_points), "psis_elpd": approx.elpd, "psis_se": approx.se,
             "exact_elpd": exact.elpd, "exact_se": exact.se,
             "diff_in_se": abs(approx.elpd - exact.elpd) / exact.se,
             "corr": float(np.corrcoef(approx.elpd_i.values, exact.elpd_i.values)[0, 1]),
