@@ -37,7 +37,8 @@ DRAW_CHUNK = 512
 
 
 def cluster_marginal_loglik(fit, draws: FlatDraws | None = None, *,
-                            nodes: int | None = None) -> tuple[str, np.ndarray]:
+                            nodes: int | None = None,
+                            clusters: np.ndarray | None = None) -> tuple[str, np.ndarray]:
     """ℓ_j for every cluster of the outermost factor and every draw (module docstring).
 
     Parameters
@@ -47,6 +48,8 @@ def cluster_marginal_loglik(fit, draws: FlatDraws | None = None, *,
     nodes : int, optional
         Gauss–Hermite nodes per dimension for a non-Gaussian family (1: Laplace); by default
         :data:`DEFAULT_NODES`.  Ignored for the Gaussian family (exact).
+    clusters : ndarray of bool, shape (J,), optional
+        Only these clusters (the others' columns are NaN); all by default.
 
     Returns
     -------
@@ -63,14 +66,15 @@ def cluster_marginal_loglik(fit, draws: FlatDraws | None = None, *,
     order = np.argsort(grouping.index, kind="stable")
     bounds = np.searchsorted(grouping.index[order], np.arange(grouping.J + 1))
     chols = {name: np.linalg.cholesky(cov) for name, cov in draws.cov.items()}
-    out = np.empty((draws.S, grouping.J))
-    for j in range(grouping.J):
+    out = np.full((draws.S, grouping.J), np.nan)
+    wanted = np.ones(grouping.J, dtype=bool) if clusters is None else np.asarray(clusters)
+    for j in np.flatnonzero(wanted):
         rows = order[bounds[j] : bounds[j + 1]]
         Z, blocks = _local_design(design, rows)
         for lo in range(0, draws.S, DRAW_CHUNK):
             s = slice(lo, min(draws.S, lo + DRAW_CHUNK))
             L = _local_cholesky(blocks, chols, s, Z.shape[1])
-            ZL = np.einsum("nm,smk->snk", Z, L)
+            ZL = np.matmul(Z, L)
             eta0 = draws.beta[s] @ design.X[rows].T
             if design.offset is not None:
                 eta0 = eta0 + design.offset[rows]
@@ -82,6 +86,29 @@ def cluster_marginal_loglik(fit, draws: FlatDraws | None = None, *,
                 out[s, j] = _quadrature_cluster(design.family, design.y[rows], trials, eta0,
                                                 ZL, k)
     return unit, out
+
+
+def marginal_cost(design, S: int, nodes: int | None = None) -> float:
+    """A rough count of the floating-point operations :func:`cluster_marginal_loglik` needs.
+
+    One-factor Gaussian models: S · J · q³ (the statistics path).  Otherwise, per cluster of
+    the outermost factor with n_j rows and m_j effects: S · n_j · m_j (m_j + 1), times about
+    10 Newton steps plus K^m_j quadrature nodes for a non-Gaussian family.
+    """
+    if design.family.is_gaussian and design.single_factor:
+        return float(S * design.J * max(design.q, 1) ** 3 * 20)
+    unit = marginal_unit(design)
+    grouping = next(g for g in design.groupings if g.name == unit)
+    n = np.bincount(grouping.index, minlength=grouping.J).astype(float)
+    m = np.zeros(grouping.J)
+    for fe in design.effects:
+        pairs = np.unique(np.stack([grouping.index, fe.grouping.index]), axis=1)
+        m += np.bincount(pairs[0], minlength=grouping.J) * fe.q
+    per = S * n * m * (m + 1)
+    if not design.family.is_gaussian:
+        k = np.array([nodes or DEFAULT_NODES.get(int(mj), 1) for mj in m], dtype=float)
+        per = per * (10 + k**m)
+    return float(per.sum())
 
 
 def _local_design(design, rows: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int]]]:
@@ -115,15 +142,31 @@ def _local_cholesky(blocks: list[tuple[str, int]], chols: dict[str, np.ndarray],
     return L
 
 
+def _gram(ZL: np.ndarray, W: np.ndarray | None = None) -> np.ndarray:
+    """(ZL)ᵀ diag(W) (ZL) per draw, shape (S, m, m) (batched BLAS)."""
+    left = ZL if W is None else ZL * W[:, :, None]
+    return np.matmul(np.swapaxes(left, 1, 2), ZL)
+
+
+def _tmul(ZL: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """(ZL)ᵀ r per draw, shape (S, m)."""
+    return np.matmul(np.swapaxes(ZL, 1, 2), r[:, :, None])[..., 0]
+
+
+def _mul(ZL: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(ZL) v per draw, shape (S, n)."""
+    return np.matmul(ZL, v[:, :, None])[..., 0]
+
+
 def _gaussian_cluster(y: np.ndarray, eta0: np.ndarray, ZL: np.ndarray,
                       sigma: np.ndarray) -> np.ndarray:
     """Exact ℓ_j for each draw (module docstring), shape (S_s,)."""
     s2 = sigma**2
     r = y[None, :] - eta0                                          # (S, n)
     m = ZL.shape[2]
-    A = np.eye(m) + np.einsum("snk,snl->skl", ZL, ZL) / s2[:, None, None]
+    A = np.eye(m) + _gram(ZL) / s2[:, None, None]
     C = np.linalg.cholesky(A)
-    b = np.einsum("snk,sn->sk", ZL, r) / s2[:, None]
+    b = _tmul(ZL, r) / s2[:, None]
     w = np.linalg.solve(C, b[..., None])[..., 0]
     logdet = 2 * np.log(np.diagonal(C, axis1=1, axis2=2)).sum(axis=1)
     n = y.size
@@ -133,7 +176,7 @@ def _gaussian_cluster(y: np.ndarray, eta0: np.ndarray, ZL: np.ndarray,
 
 def _h(family, y, trials, eta0, ZL, v) -> np.ndarray:
     """h(v) = Σ_i log p(y_i | η⁰ + (ZL v)_i) − ½‖v‖², shape (S,)."""
-    eta = eta0 + np.einsum("snk,sk->sn", ZL, v)
+    eta = eta0 + _mul(ZL, v)
     return family.loglik(y, eta, trials).sum(axis=1) - 0.5 * (v * v).sum(axis=1)
 
 
@@ -143,11 +186,11 @@ def _mode(family, y, trials, eta0, ZL, max_iter: int = 60) -> tuple[np.ndarray, 
     v = np.zeros((S, m))
     value = _h(family, y, trials, eta0, ZL, v)
     for _ in range(max_iter):
-        eta = eta0 + np.einsum("snk,sk->sn", ZL, v)
+        eta = eta0 + _mul(ZL, v)
         mu = family.linkinv(eta)
-        grad = np.einsum("snk,sn->sk", ZL, y - family.expected(eta, trials)) - v
+        grad = _tmul(ZL, y - family.expected(eta, trials)) - v
         W = family.variance(mu, trials)
-        H = np.eye(m) + np.einsum("snk,sn,snl->skl", ZL, W, ZL)
+        H = np.eye(m) + _gram(ZL, W)
         step = np.linalg.solve(H, grad[..., None])[..., 0]
         t = np.ones(S)
         for _ in range(30):
@@ -160,9 +203,9 @@ def _mode(family, y, trials, eta0, ZL, max_iter: int = 60) -> tuple[np.ndarray, 
         v, value = new, new_value
         if np.max(np.abs(t[:, None] * step)) < 1e-10:
             break
-    eta = eta0 + np.einsum("snk,sk->sn", ZL, v)
+    eta = eta0 + _mul(ZL, v)
     W = family.variance(family.linkinv(eta), trials)
-    H = np.eye(m) + np.einsum("snk,sn,snl->skl", ZL, W, ZL)
+    H = np.eye(m) + _gram(ZL, W)
     return v, np.linalg.cholesky(H)
 
 

@@ -106,11 +106,11 @@ def kfold(fit, k: int = 10, *, folds: Sequence | Mapping | None = None,
         out = codes == f
         train = refit.fit(out) if refit else _rebuilt_fit(fit, settings, grouping, out)
         td = _aligned_draws(fit, train, f)
-        _, ll = cluster_marginal_loglik(fit, td)
+        _, ll = cluster_marginal_loglik(fit, td, clusters=out)
         held = ll[:, out]
         top = held.max(axis=0)
         elpd_i[out] = top + np.log(np.exp(held - top).mean(axis=0))
-    _, full = cluster_marginal_loglik(fit)
+    full = _full_marginal(fit)
     top = full.max(axis=0)
     lpd_i = top + np.log(np.exp(full - top).mean(axis=0))
     dim = "cluster" if design.single_factor else unit
@@ -125,6 +125,19 @@ def kfold(fit, k: int = 10, *, folds: Sequence | Mapping | None = None,
     result.unit = "cluster"
     result.folds = codes
     return result
+
+
+def _full_marginal(fit) -> np.ndarray:
+    """The full fit's y_marginal draws (S, J): stored, or computed now."""
+    from bayesmix.cluster_marginal import cluster_marginal_loglik
+
+    if "log_likelihood" in fit.idata.children:
+        ll = fit.idata["log_likelihood"].to_dataset()
+        if "y_marginal" in ll:
+            da = ll["y_marginal"]
+            return da.transpose("chain", "draw", *da.dims[2:]).values.reshape(
+                da.sizes["chain"] * da.sizes["draw"], -1)
+    return cluster_marginal_loglik(fit)[1]
 
 
 class _FastRefit:

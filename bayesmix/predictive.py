@@ -13,11 +13,12 @@ Every fit carries, beside ``posterior`` and ``sample_stats``:
     ``y_marginal`` (chain, draw, <cluster dim>): log p(y_j | β, T, σ) of each cluster of the
     outermost grouping factor, its random effects integrated out
     (:mod:`bayesmix.cluster_marginal`; not for crossed factors) — the unit for predicting new
-    clusters.  ``y_conditional`` (chain, draw, obs): log p(y_i | β, u, σ) of each row given
-    its clusters' drawn effects — the unit for new observations of the fitted clusters.
-    ``y_conditional`` is stored when draws × rows ≤ :data:`STORE_LIMIT` (25 million values,
-    200 MB); above that it is not stored, and :func:`bayesmix.loo` computes it in chunks of
-    rows without ever holding it whole.
+    clusters; computed with the fit when cheap (:data:`MARGINAL_BUDGET`), else by
+    :func:`bayesmix.loo` when asked for.  ``y_conditional`` (chain, draw, obs):
+    log p(y_i | β, u, σ) of each row given its clusters' drawn effects — the unit for new
+    observations of the fitted clusters.  It is stored when draws × rows ≤
+    :data:`STORE_LIMIT` (25 million values, 200 MB); above that it is not stored, and
+    :func:`bayesmix.loo` computes it in chunks of rows without ever holding it whole.
 
 ``posterior_predictive`` is added on request (:func:`posterior_predictive`: it has draws ×
 rows values).  :func:`prior_predictive` draws the parameters from the model's priors (exactly
@@ -49,6 +50,11 @@ from bayesmix.pointwise import (
 
 STORE_LIMIT = 25_000_000
 """Most draws × rows values of ``y_conditional`` (and of a posterior predictive) kept in a fit."""
+MARGINAL_BUDGET = 3e8
+"""Most operations (:func:`bayesmix.cluster_marginal.marginal_cost`) spent on ``y_marginal``
+when a fit is made (about a second): one-factor Gaussian models always qualify; a nested or
+non-Gaussian model with many effects per cluster (grouseticks, guimmun, egsingle) gets it when
+:func:`bayesmix.loo` first asks for it."""
 
 
 def unit_dim(design, unit: str) -> str:
@@ -71,7 +77,8 @@ def observed_data(design) -> xr.Dataset:
 
 
 def log_likelihood(fit, draws: FlatDraws | None = None, *,
-                   observations: bool | None = None) -> xr.Dataset:
+                   observations: bool | None = None,
+                   marginal: bool | None = None) -> xr.Dataset:
     """The ``log_likelihood`` group (module docstring).
 
     Parameters
@@ -80,12 +87,16 @@ def log_likelihood(fit, draws: FlatDraws | None = None, *,
     draws : FlatDraws, optional
     observations : bool, optional
         Store ``y_conditional``; by default when draws × rows ≤ :data:`STORE_LIMIT`.
+    marginal : bool, optional
+        Compute ``y_marginal``; by default when its cost is at most :data:`MARGINAL_BUDGET`
+        (:func:`bayesmix.cluster_marginal.marginal_cost`), else :func:`bayesmix.loo` computes
+        it when asked for.
 
     Returns
     -------
     xarray.Dataset
     """
-    from bayesmix.cluster_marginal import cluster_marginal_loglik
+    from bayesmix.cluster_marginal import cluster_marginal_loglik, marginal_cost
     from bayesmix.pointwise import marginal_unit
 
     design = fit.design
@@ -97,7 +108,10 @@ def log_likelihood(fit, draws: FlatDraws | None = None, *,
         marginal_unit(design)
     except BayesmixError:
         crossed = True
-    if not crossed:
+    if marginal is None and not crossed:
+        marginal = ((design.family.is_gaussian and design.single_factor)
+                    or marginal_cost(design, draws.S) <= MARGINAL_BUDGET)
+    if marginal and not crossed:
         unit, ll = cluster_marginal_loglik(fit, draws)
         grouping = next(g for g in design.groupings if g.name == unit)
         dim = unit_dim(design, unit)

@@ -192,3 +192,18 @@ def test_fit_carries_the_groups_and_keeps_them_through_save(fitted_model, tmp_pa
 @pytest.fixture(scope="module")
 def sleepstudy_data() -> pd.DataFrame:
     return pd.read_csv(ROOT / "data" / "sleepstudy.csv")
+
+
+def test_a_deferred_marginal_is_computed_by_loo(fitted_model):
+    """Models whose y_marginal is costly get it when bm.loo asks; the value is the same."""
+    from bayesmix.cluster_marginal import marginal_cost
+    from bayesmix.predictive import MARGINAL_BUDGET, log_likelihood, with_groups
+
+    fit = fitted_model("pastes_nested")
+    stored = bm.loo(fit)
+    slim = with_groups(fit, {"log_likelihood": log_likelihood(fit, marginal=False)})
+    assert "y_marginal" not in slim.idata["log_likelihood"]
+    assert bm.loo(slim).elpd == pytest.approx(stored.elpd, rel=1e-12)
+    spec = bm.Spec.from_file(ROOT / "models" / "guimmun_three_level.toml")
+    design = bm.build_design(spec, bm.load_data(spec))
+    assert marginal_cost(design, 4000) > MARGINAL_BUDGET  # deferred when fitted
