@@ -145,3 +145,14 @@ def test_psis_loo_by_cluster_agrees_with_exact_leave_one_cluster_out(fitted_mode
         warnings.simplefilter("ignore")
         cmp = bm.compare_models({"psis": fit, "exact": exact}, unit="cluster")
     assert set(cmp.table.index) == {"psis", "exact"}
+
+
+@pytest.mark.slow
+def test_kfold_refits_a_glmm_by_herds(fitted_model):
+    """The rebuilt path: binomial cbpp, 3 folds of herds; scored by the herd marginals."""
+    fit = fitted_model("cbpp")
+    result = bm.kfold(fit, k=3, draws=200, tune=300)
+    assert result.n_folds == 3 and result.elpd_i.sizes["cluster"] == 15
+    approx = _quiet_loo(fit)
+    assert abs(result.elpd - approx.elpd) < 2 * result.se
+    assert np.isfinite(result.elpd_i.values).all()
