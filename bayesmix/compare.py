@@ -217,10 +217,10 @@ def _check_arguments(fit: Any, reml: Any) -> None:
             "(bm.compare(fit, bm.fit_reml(spec, data))); to compare two Bayesian models use "
             "bm.compare_models({'name 1': fit1, 'name 2': fit2}) (LOO, weights)"
         )
-    if not isinstance(reml, REMLFit):
+    if not hasattr(reml, "beta") or not hasattr(reml, "sd_u"):
         raise BayesmixError(f"bm.compare needs a REMLFit second (from bm.fit_reml or "
                             f"bm.read_reml), not {type(reml).__name__}")
-    if not isinstance(fit, Fit):
+    if not hasattr(fit, "posterior") or not hasattr(fit, "design"):
         raise BayesmixError(f"bm.compare needs a Bayesian Fit first (from bm.fit), not "
                             f"{type(fit).__name__}")
 
