@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bayesmix.nested_marginal import gaussian_nested_cluster, is_nested_chain, local_units
 from bayesmix.pointwise import FlatDraws, flat_draws, marginal_unit
 
 DEFAULT_NODES = {1: 15, 2: 5}
@@ -68,8 +69,18 @@ def cluster_marginal_loglik(fit, draws: FlatDraws | None = None, *,
     chols = {name: np.linalg.cholesky(cov) for name, cov in draws.cov.items()}
     out = np.full((draws.S, grouping.J), np.nan)
     wanted = np.ones(grouping.J, dtype=bool) if clusters is None else np.asarray(clusters)
+    tree = design.family.is_gaussian and is_nested_chain(design)
     for j in np.flatnonzero(wanted):
         rows = order[bounds[j] : bounds[j + 1]]
+        if tree:  # exact, unit by unit (bayesmix.nested_marginal)
+            units = local_units(design, rows)
+            for lo in range(0, draws.S, 8 * DRAW_CHUNK):  # q × q blocks: small per draw
+                s = slice(lo, min(draws.S, lo + 8 * DRAW_CHUNK))
+                eta0 = draws.beta[s] @ design.X[rows].T
+                out[s, j] = gaussian_nested_cluster(units, design.y[rows], eta0,
+                                                    {k: v[s] for k, v in chols.items()},
+                                                    draws.sigma[s])
+            continue
         Z, blocks = _local_design(design, rows)
         for lo in range(0, draws.S, DRAW_CHUNK):
             s = slice(lo, min(draws.S, lo + DRAW_CHUNK))
@@ -91,12 +102,18 @@ def cluster_marginal_loglik(fit, draws: FlatDraws | None = None, *,
 def marginal_cost(design, S: int, nodes: int | None = None) -> float:
     """A rough count of the floating-point operations :func:`cluster_marginal_loglik` needs.
 
-    One-factor Gaussian models: S · J · q³ (the statistics path).  Otherwise, per cluster of
+    One-factor Gaussian models: S · J · q³ (the statistics path); nested Gaussian models:
+    S · Σ_units q³ · depth² (:mod:`bayesmix.nested_marginal`).  Otherwise, per cluster of
     the outermost factor with n_j rows and m_j effects: S · n_j · m_j (m_j + 1), times about
     10 Newton steps plus K^m_j quadrature nodes for a non-Gaussian family.
     """
     if design.family.is_gaussian and design.single_factor:
         return float(S * design.J * max(design.q, 1) ** 3 * 20)
+    if design.family.is_gaussian and is_nested_chain(design):
+        # unit by unit: each unit's rows once, and q³ work per ancestor pair
+        depth = len(design.effects)
+        units = sum(fe.J * (fe.q**3 * depth**2 * 20) for fe in design.effects)
+        return float(S * (units + design.n * sum(fe.q for fe in design.effects) * depth))
     unit = marginal_unit(design)
     grouping = next(g for g in design.groupings if g.name == unit)
     n = np.bincount(grouping.index, minlength=grouping.J).astype(float)
