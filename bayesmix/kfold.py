@@ -20,6 +20,7 @@ PyTensor's C modules are cached, so a rebuild compiles in seconds).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -264,7 +265,11 @@ def compare_models(models: Mapping, unit: str | None = None, *, method: str = "s
     elpd = {}
     for name, m in models.items():
         if isinstance(m, Fit):
-            elpd[name] = loo(m, unit)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                elpd[name] = loo(m, unit)
+            for w in caught:  # say which model a Pareto-k warning is about
+                warnings.warn(f"model {name!r}: {w.message}", w.category, stacklevel=2)
         elif hasattr(m, "elpd"):
             elpd[name] = m
         else:

@@ -156,3 +156,12 @@ def test_kfold_refits_a_glmm_by_herds(fitted_model):
     approx = _quiet_loo(fit)
     assert abs(result.elpd - approx.elpd) < 2 * result.se
     assert np.isfinite(result.elpd_i.values).all()
+
+
+def test_compare_models_names_the_model_a_warning_is_about(fitted_model):
+    fit = fitted_model("sleepstudy")
+    result = _quiet_loo(fit)
+    if not (result.pareto_k.values > result.good_k).any():
+        pytest.skip("no unit with a high Pareto k in this run")
+    with pytest.warns(UserWarning, match="model 'slope': PSIS-LOO by cluster"):
+        bm.compare_models({"slope": fit, "again": fit})
