@@ -241,18 +241,15 @@ def high_k_note(name: str, result: Any, design: Any) -> str | None:
     design : Design
         The model's design (for the cluster factor's name).
     """
-    import numpy as np
+    from bayesmix.loo_cv import high_k_units
 
-    k = result.pareto_k
-    high = np.asarray(k) > result.good_k
-    if not high.any():
+    found = high_k_units(result)
+    if found is None:
         return None
-    labels = np.asarray(k[k.dims[0]].values)[high]
-    shown = ", ".join(map(str, labels[:8])) + (" ..." if labels.size > 8 else "")
+    count, total, shown = found
     what = unit_label(design, result.unit).replace("cluster", "clusters", 1).replace(
         "observation", "observations", 1)
-    return (f"{name}: Pareto k > {result.good_k:.2f} for {int(high.sum())} of {high.size} "
-            f"{what}: {shown}")
+    return f"{name}: Pareto k > {result.good_k:.2f} for {count} of {total} {what}: {shown}"
 
 
 def run_loo_cli(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -300,21 +297,16 @@ def _print_notes(results: dict[str, Any], designs: dict[str, Any], out: TextIO) 
 def check_same_data(sources: list[Source]) -> None:
     """Refuse, before sampling, models whose designs have different rows or outcomes.
 
+    :func:`bayesmix.kfold.check_same_data` with the files' paths as names.
+
     Raises
     ------
     BayesmixError
         Naming the first model and one that differs.
     """
-    import numpy as np
+    from bayesmix.kfold import check_same_data as same
 
-    first, *others = sources
-    for s in others:
-        a, b = first.design, s.design
-        if not (a.n == b.n and np.array_equal(a.y, b.y) and a.row_labels.equals(b.row_labels)):
-            raise BayesmixError(
-                f"{first.path} and {s.path} are fitted to different data ({a.n} and {b.n} rows, "
-                "or other outcome values): ELPDs compare only on the same observations (drop "
-                "missing values before fitting both)")
+    same({str(s.path): s.design for s in sources})
 
 
 def _check_plot_path(path: str | None) -> None:

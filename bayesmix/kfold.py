@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy.special import logsumexp
 
 from bayesmix.errors import BayesmixError
 from bayesmix.pointwise import flat_draws, marginal_unit
@@ -108,12 +109,9 @@ def kfold(fit, k: int = 10, *, folds: Sequence | Mapping | None = None,
         train = refit.fit(out) if refit else _rebuilt_fit(fit, settings, grouping, out)
         td = _aligned_draws(fit, train, f)
         _, ll = cluster_marginal_loglik(fit, td, clusters=out)
-        held = ll[:, out]
-        top = held.max(axis=0)
-        elpd_i[out] = top + np.log(np.exp(held - top).mean(axis=0))
+        elpd_i[out] = logsumexp(ll[:, out], axis=0) - np.log(ll.shape[0])
     full = _full_marginal(fit)
-    top = full.max(axis=0)
-    lpd_i = top + np.log(np.exp(full - top).mean(axis=0))
+    lpd_i = logsumexp(full, axis=0) - np.log(full.shape[0])
     dim = "cluster" if design.single_factor else unit
     coords = {dim: list(grouping.levels)}
     result = arviz_stats.ELPDDataLOOKFold(
@@ -256,7 +254,8 @@ def compare_models(models: Mapping, unit: str | None = None, *, method: str = "s
     if len(models) < 2:
         raise BayesmixError("compare_models needs at least two models, as {name: fit}")
     fits = {name: m for name, m in models.items() if isinstance(m, Fit)}
-    _same_data(fits)
+    if fits:
+        check_same_data({name: f.design for name, f in fits.items()})
     if unit is None:
         units = {default_unit(f.design) for f in fits.values()}
         units |= {m.unit for m in models.values() if not isinstance(m, Fit)
@@ -284,15 +283,20 @@ def compare_models(models: Mapping, unit: str | None = None, *, method: str = "s
     return ModelComparison(table, elpd, unit)
 
 
-def _same_data(fits: Mapping) -> None:
-    items = list(fits.items())
-    for name, f in items[1:]:
-        ref_name, ref = items[0]
-        same = (f.design.n == ref.design.n and np.array_equal(f.design.y, ref.design.y)
-                and f.design.row_labels.equals(ref.design.row_labels))
-        if not same:
+def check_same_data(designs: Mapping) -> None:
+    """Refuse designs (by name) with different rows or outcome values: ELPDs would not compare.
+
+    Raises
+    ------
+    BayesmixError
+        Naming the first model and the first that differs.
+    """
+    (ref_name, ref), *rest = designs.items()
+    for name, d in rest:
+        if not (d.n == ref.n and np.array_equal(d.y, ref.y)
+                and d.row_labels.equals(ref.row_labels)):
             raise BayesmixError(
-                f"models {ref_name!r} and {name!r} were fitted to different data ({ref.design.n} "
-                f"and {f.design.n} rows, or other y values): ELPDs compare only on the same "
+                f"models {ref_name!r} and {name!r} were fitted to different data ({ref.n} "
+                f"and {d.n} rows, or other y values): ELPDs compare only on the same "
                 "observations (drop missing values before fitting both)"
             )

@@ -29,6 +29,7 @@ import warnings
 
 import numpy as np
 import xarray as xr
+from scipy.special import logsumexp
 
 from bayesmix.errors import BayesmixError
 from bayesmix.pointwise import (
@@ -128,18 +129,30 @@ def loo(fit, unit: str | None = None, *, pointwise: bool = True, warn: bool = Tr
     return result
 
 
-def _warn_high_k(result, unit: str) -> None:
+def high_k_units(result) -> tuple[int, int, str] | None:
+    """Units whose Pareto k exceed ``result.good_k``: (how many, of how many, first 8 labels).
+
+    None when there are none (or the result has no pointwise k).
+    """
     k = result.pareto_k
     if k is None:
-        return
+        return None
     high = np.asarray(k.values > result.good_k)
     if not high.any():
-        return
+        return None
     labels = np.asarray(k[k.dims[0]].values)[high] if k.dims else np.array([])
     shown = ", ".join(map(str, labels[:8])) + (" ..." if high.sum() > 8 else "")
+    return int(high.sum()), int(high.size), shown
+
+
+def _warn_high_k(result, unit: str) -> None:
+    found = high_k_units(result)
+    if found is None:
+        return
+    count, total, shown = found
     warnings.warn(
-        f"PSIS-LOO by {unit}: Pareto k > {result.good_k:.2f} for {int(high.sum())} of "
-        f"{high.size} {unit}s ({shown}): their leave-one-out estimates are unreliable. "
+        f"PSIS-LOO by {unit}: Pareto k > {result.good_k:.2f} for {count} of "
+        f"{total} {unit}s ({shown}): their leave-one-out estimates are unreliable. "
         + ("Use bm.kfold(fit) for exact leave-clusters-out refits"
            if unit == "cluster" else "Use more draws, or bm.kfold(fit) with cluster folds")
         + ", or check those units for outliers and a misspecified model.",
@@ -185,8 +198,8 @@ def _chunked_loo(fit):
                           dims=("chain", "draw", OBS_DIM))
         log_w, khat = da.azstats.psislw(r_eff=reff, dim=["chain", "draw"])
         w = log_w.transpose("chain", "draw", OBS_DIM).values.reshape(S, -1)
-        elpd_i[rows] = _logsumexp(ll + w)
-        lpd_i[rows] = _logsumexp(ll) - np.log(S)
+        elpd_i[rows] = logsumexp(ll + w, axis=0)
+        lpd_i[rows] = logsumexp(ll, axis=0) - np.log(S)
         k[rows] = khat.transpose(OBS_DIM).values
     # ArviZ's threshold (Vehtari et al. 2024): k above it makes the estimate unreliable
     good_k = min(1 - 1 / np.log10(S), 0.7) if S > 1 else 0.7
@@ -199,8 +212,3 @@ def _chunked_loo(fit):
         elpd_i=xr.DataArray(elpd_i, dims=OBS_DIM, coords={OBS_DIM: labels}),
         pareto_k=xr.DataArray(k, dims=OBS_DIM, coords={OBS_DIM: labels}),
     )
-
-
-def _logsumexp(a: np.ndarray) -> np.ndarray:
-    top = a.max(axis=0)
-    return top + np.log(np.exp(a - top).sum(axis=0))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from bayesmix.errors import BayesmixError
 from bayesmix.pointwise import OBS_DIM
 
 
@@ -73,7 +74,7 @@ def ppc_statistics(fit) -> xr.DataTree:
     if design.effects:
         try:
             unit = marginal_unit(design)
-        except Exception:  # crossed: the first factor's units
+        except BayesmixError:  # crossed: the first factor's units
             unit = design.effects[0].name
         g = next(g for g in design.groupings if g.name == unit)
         label = ("proportion" if family.name in ("bernoulli", "binomial") else "mean")

@@ -261,8 +261,7 @@ def prior_predictive(spec, data: pd.DataFrame | None = None, *, priors=None, dra
     if draws < 1:
         raise BayesmixError(f"draws must be at least 1, not {draws}")
     prior = _prior_parameters(design, rp, draws, random_seed)
-    fake = dataclasses.replace(_FitLike(design), posterior=prior)
-    fd = flat_draws(fake)
+    fd = flat_draws(_FitLike(design, prior))
     rng = np.random.default_rng(None if random_seed is None else [random_seed, 2])
     y = _y_draws(design, fd, rng).reshape(1, draws, design.n)
     pp = xr.Dataset({nt.Y: (("chain", "draw", OBS_DIM), y)},
@@ -276,7 +275,7 @@ class _FitLike:
     """What :func:`flat_draws` reads: a design and a posterior-shaped dataset."""
 
     design: object
-    posterior: xr.Dataset = None  # type: ignore[assignment]
+    posterior: xr.Dataset
 
 
 def _prior_parameters(design, rp, draws: int, random_seed: int | None) -> xr.Dataset:
@@ -284,14 +283,14 @@ def _prior_parameters(design, rp, draws: int, random_seed: int | None) -> xr.Dat
     import pymc as pm
 
     from bayesmix.build import _fixed_effects
-    from bayesmix.build_factors import factor_coords, factor_dims, factor_effects
+    from bayesmix.build_factors import _rv, factor_coords, factor_dims, factor_effects
 
     coords = {nt.DIM_FIXED: list(design.fixed_names), **factor_coords(design)}
     with pm.Model(coords=coords) as model:
         _fixed_effects(rp, design.p)
         factor_effects(design, rp)
         if design.family.has_sigma:
-            sigma_std = pm.Deterministic(nt.SIGMA_STD, _sigma_rv(rp))
+            sigma_std = _rv(rp.std_sigma(), nt.SIGMA_STD)
             pm.Deterministic(nt.SIGMA, sigma_std * rp.scaling.y_scale)
     names = [nt.BETA] + ([nt.SIGMA] if design.family.has_sigma else [])
     for fe in design.effects:
@@ -313,9 +312,3 @@ def _prior_parameters(design, rp, draws: int, random_seed: int | None) -> xr.Dat
                                                      (eff, nt.DIM_RANDOM),
                                                      (eff2, nt.DIM_RANDOM2)) if d in prior})
     return prior
-
-
-def _sigma_rv(rp):
-    from bayesmix.build_factors import _rv
-
-    return _rv(rp.std_sigma(), "sigma_prior_std")
