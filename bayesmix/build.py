@@ -159,14 +159,19 @@ def _choose_glmm(likelihood: str, design: Design) -> str:
     likelihood of a GLMM does not reduce to cross-products (:mod:`bayesmix.build_glmm`).
     """
     from bayesmix.build_glmm import CELLS_MIN_REDUCTION, make_cells
+    from bayesmix.glmm_marginal import MARGINAL_FORMS, check_marginal
 
     if likelihood == "auto":
         cells = make_cells(design)
         return "cells" if cells.c * CELLS_MIN_REDUCTION <= design.n else "rows"
+    if likelihood in MARGINAL_FORMS:
+        check_marginal(design, likelihood)
+        return likelihood
     if likelihood not in GLMM_FORMS:
         raise SpecError(
             f"likelihood={likelihood!r} is a form of the Gaussian family; a "
-            f"{design.family.name} model takes {' or '.join(GLMM_FORMS)} (or auto)"
+            f"{design.family.name} model takes {', '.join(GLMM_FORMS + MARGINAL_FORMS)} "
+            "(or auto)"
         )
     return likelihood
 
@@ -229,8 +234,10 @@ def build_model(
         Overrides of the autoscaled defaults (:func:`bayesmix.resolve_priors`), or priors
         already resolved (their ``scaling`` is then the model's standardised scale, e.g. to
         fit new data with the priors of an earlier fit).
-    likelihood : {"auto", "collapsed", "sufficient", "rows"}
-        Form of the likelihood (module docstring); same priors, names and posterior layout.
+    likelihood : {"auto", "collapsed", "sufficient", "rows", "cells", "laplace", "agq"}
+        Form of the likelihood (module docstring; the GLMM forms in
+        :mod:`bayesmix.build_glmm` and :mod:`bayesmix.glmm_marginal`); same priors, names
+        and posterior layout.
     shared_data : bool
         Put the data (the statistics, or X̃, Z̃, y) in ``pm.Data`` containers so that a model
         compiled once can be given new data of the same shape (see :func:`stats_data`).
@@ -248,10 +255,13 @@ def build_model(
     sc = rp.scaling
     if not design.family.is_gaussian:
         from bayesmix.build_glmm import build_glmm
+        from bayesmix.glmm_marginal import MARGINAL_FORMS, build_glmm_marginal
 
         if shared_data or stats is not None:
             raise SpecError(f"shared_data and stats are for the Gaussian family's statistics "
                             f"forms; a {design.family.name} model reads its rows")
+        if form in MARGINAL_FORMS:
+            return build_glmm_marginal(design, rp, form)
         return build_glmm(design, rp, form)
     if not design.single_factor:
         if shared_data and form == "rows":

@@ -8,6 +8,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bayesmix.settings import LIKELIHOODS
+
 
 def _add_sampler_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draws", type=int, help="draws per chain")
@@ -16,7 +18,7 @@ def _add_sampler_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, dest="random_seed", help="random seed")
     p.add_argument("--target-accept", type=float, dest="target_accept")
     p.add_argument("--sampler", choices=["nutpie", "pymc", "numpyro"])
-    p.add_argument("--likelihood", choices=["auto", "collapsed", "sufficient", "rows"])
+    p.add_argument("--likelihood", choices=list(LIKELIHOODS))
     p.add_argument("--missing", choices=["error", "drop"], default="error",
                    help="rows with missing values: refuse (default) or drop with a warning")
 

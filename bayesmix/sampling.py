@@ -18,6 +18,8 @@ from bayesmix.build_factors import COV_RV, SD_RV
 from bayesmix.collapsed import draw_u_conditional
 from bayesmix.errors import SpecError
 from bayesmix.fit_result import Fit
+from bayesmix.glmm_draws import draw_effects
+from bayesmix.glmm_marginal import MARGINAL_FORMS
 from bayesmix.predictive import add_predictive_groups
 from bayesmix.settings import SamplerSettings
 
@@ -46,7 +48,9 @@ def _initvals(built: BuiltModel) -> dict[str, np.ndarray]:
 
 
 ROWS_NUMBA_THRESHOLD = 20_000
-"""Row-wise models with more rows than this compile with Numba under ``backend="auto"``."""
+"""Row-wise models (and the GLMM cluster-marginal forms, which pass over the rows about a
+dozen times per gradient) with more rows than this compile with Numba under
+``backend="auto"``."""
 CLUSTERS_NUMBA_THRESHOLD = 100
 """Models with more clusters than this compile with Numba under ``backend="auto"``: the C back
 end compiles in 1-2 s but its chains run one after another through Python, the Numba back end
@@ -59,7 +63,8 @@ def choose_backend(built: BuiltModel, settings: SamplerSettings) -> str:
     """Resolve ``settings.backend`` (``"auto"``: see :class:`SamplerSettings`)."""
     if settings.backend != "auto":
         return settings.backend
-    if built.likelihood == "rows" and built.design.n > ROWS_NUMBA_THRESHOLD:
+    if (built.likelihood in ("rows", *MARGINAL_FORMS)
+            and built.design.n > ROWS_NUMBA_THRESHOLD):
         return "numba"
     if built.design.J > CLUSTERS_NUMBA_THRESHOLD:
         return "numba"
@@ -328,7 +333,8 @@ def _assemble(
     beta = post[nt.BETA].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()
     start = time.perf_counter()
     if nt.U not in post:
-        # Collapsed form: ũ from its exact conditional on the standardised scale, mapped back.
+        # Collapsed / marginal forms: ũ from its exact conditional on the standardised scale,
+        # mapped back.
         rng = np.random.default_rng(
             None if settings.random_seed is None else [settings.random_seed, 1]
         )
@@ -336,16 +342,21 @@ def _assemble(
         beta_std = (
             post[nt.BETA_STD].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()
             if nt.BETA_STD in post else np.zeros((chains, draws, 0))
-        )
+        ).reshape(flat, -1)
         chol = post[nt.CHOL_STD].transpose("chain", "draw", nt.DIM_RANDOM, nt.DIM_RANDOM2)
-        sigma = post[nt.SIGMA_STD].to_numpy()
-        u_std = draw_u_conditional(
-            built.stats,  # type: ignore[arg-type]
-            beta_std.reshape(flat, -1),
-            chol.to_numpy().reshape(flat, design.q, design.q),
-            sigma.reshape(-1),
-            rng,
-        )
+        chol = chol.to_numpy().reshape(flat, design.q, design.q)
+        if built.likelihood in MARGINAL_FORMS:
+            u_std, rate = draw_effects(built, beta_std, chol, rng)
+            idata["posterior"].attrs["u_acceptance"] = rate
+        else:
+            sigma = post[nt.SIGMA_STD].to_numpy()
+            u_std = draw_u_conditional(
+                built.stats,  # type: ignore[arg-type]
+                beta_std,
+                chol,
+                sigma.reshape(-1),
+                rng,
+            )
         for lo in range(0, flat, 256):  # back to the original scale in place, in chunks
             u_std[lo : lo + 256] = built.scaling.u_from_std(u_std[lo : lo + 256])
         post[nt.U] = (

@@ -15,7 +15,8 @@ Likelihood = Literal["auto", "collapsed", "sufficient", "rows"]
 
 SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
 BACKENDS: tuple[str, ...] = ("auto", "c", "numba")
-LIKELIHOODS: tuple[str, ...] = ("auto", "collapsed", "sufficient", "rows", "cells")
+LIKELIHOODS: tuple[str, ...] = ("auto", "collapsed", "sufficient", "rows", "cells", "laplace",
+                                "agq")
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,12 @@ class SamplerSettings:
         The same seed gives identical draws.
     sampler : {"nutpie", "pymc", "numpyro"}
         NUTS implementation.  numpyro needs ``pip install bayesmix[numpyro]``.
-    likelihood : {"auto", "collapsed", "sufficient", "rows", "cells"}
+    likelihood : {"auto", "collapsed", "sufficient", "rows", "cells", "laplace", "agq"}
         Form of the likelihood, passed on to :func:`bayesmix.build_model`, which resolves
         ``"auto"`` per family and structure (collapsed for one factor or nested Gaussian
         ones, sufficient for crossed Gaussian ones, cells or rows for the other families).
+        ``"laplace"`` and ``"agq"`` (one-factor GLMMs) integrate each cluster's effects out
+        numerically and sample (γ, T) only (:mod:`bayesmix.glmm_marginal`).
     progressbar : bool or None
         None shows a progress bar in terminals and notebooks only.
     cores : int or None

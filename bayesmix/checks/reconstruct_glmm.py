@@ -8,7 +8,9 @@ A GLMM has no residual e, so the seed's identity Y = Xβ + Zu + e becomes, row b
 The table shows y beside μ; ``max_abs_error`` is left NaN (there is no e to add back).  The
 check of the builder is the log-likelihood: at a few posterior draws the PyMC graph's value
 (rows or cells form) is compared with ``Σ_i log p(y_i | η_i)`` computed here from the
-explicit X, every Z_g and :meth:`bayesmix.families.Family.loglik`.
+explicit X, every Z_g and :meth:`bayesmix.families.Family.loglik`.  The cluster-marginal
+forms (``"laplace"``, ``"agq"``) have no U in their graph: their Σ_j ℓ_j is compared with the
+NumPy quadrature of :mod:`bayesmix.cluster_marginal` at the same posterior draws of (β, T).
 """
 
 from __future__ import annotations
@@ -109,12 +111,49 @@ def posterior_effects(fit: Any, point: Any) -> Any:
     return out
 
 
+def marginal_graph_check(fit: Any, built: Any, draws: int) -> tuple[float, int]:
+    """The marginal forms: the graph's Σ_j ℓ_j against :mod:`bayesmix.cluster_marginal`.
+
+    The graph integrates each cluster's effects with a fixed number of Newton steps and
+    PyTensor; the reference is the NumPy quadrature with step-halving Newton, at the same
+    number of nodes, from the explicit X and Z, at a few posterior draws of (β, T).
+    """
+    import pytensor
+    from pytensor.graph.replace import graph_replace
+
+    from bayesmix.cluster_marginal import cluster_marginal_loglik
+    from bayesmix.pointwise import FlatDraws, flat_draws
+
+    graph = built.graph
+    names = [nt.BETA_STD, nt.CHOL_STD]
+    inputs = {n: graph[n].type() for n in names}
+    loglik = graph_replace(graph["loglik"], {graph[n]: inputs[n] for n in names}, strict=False)
+    fn = pytensor.function([inputs[n] for n in names], loglik, mode="FAST_COMPILE",
+                           on_unused_input="ignore")
+    sc = built.priors.scaling
+    every = flat_draws(fit)
+    picks = np.linspace(0, every.S - 1, num=min(draws, every.S)).astype(int)
+    name = fit.design.effects[0].name
+    some = FlatDraws(every.beta[picks], None, {name: every.u[name][picks]},
+                     {name: every.cov[name][picks]}, 1, picks.size)
+    reference = cluster_marginal_loglik(fit, some, nodes=graph["nodes"])[1].sum(axis=1)
+    worst = 0.0
+    for k, s in enumerate(picks):
+        chol = np.linalg.cholesky(sc.cov_to_std(every.cov[name][s]))
+        value = float(fn(sc.beta_to_std(every.beta[s]), chol))
+        worst = max(worst, abs(value - reference[k]))
+    return worst, len(picks)
+
+
 def glmm_graph_check(fit: Any, draws: int) -> tuple[float, int]:
     """Max |graph − explicit log-likelihood| over a few posterior draws (any structure)."""
     from bayesmix.build import build_model
     from bayesmix.checks.reconstruct import picked_draws
+    from bayesmix.glmm_marginal import MARGINAL_FORMS
 
     built = fit.built or build_model(fit.design, fit.priors, likelihood=fit.likelihood)
+    if fit.likelihood in MARGINAL_FORMS:
+        return marginal_graph_check(fit, built, draws)
     in_graph = glmm_loglik_function(built)
     points = picked_draws(fit, draws)
     worst = 0.0
