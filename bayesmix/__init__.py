@@ -11,43 +11,111 @@ The pipeline (each stage a plain function with a frozen result)::
 ``fit(spec, data, ...)`` chains them.
 """
 
-# First: sets PyTensor's BLAS flags before anything imports PyTensor (see bayesmix/_blas.py).
+from typing import TYPE_CHECKING
+
+# Sets PyTensor's BLAS flags before anything imports PyTensor (see bayesmix/_blas.py).
 from bayesmix import _blas  # noqa: F401
-from bayesmix.api import fit, load_data
-from bayesmix.build import BuiltModel, build_model
-from bayesmix.checks import (
-    ConvergenceWarning,
-    Reconstruction,
-    Summary,
-    reconstruct,
-    summarize,
-)
-from bayesmix.compare import Comparison, compare
-from bayesmix.design import Design, build_design
-from bayesmix.errors import BayesmixError, DataError, SpecError
-from bayesmix.families import FAMILIES, Family, get_family
-from bayesmix.fit_result import Fit, FitFileError
-from bayesmix.kfold import ModelComparison, compare_models, kfold
-from bayesmix.loo_cv import loo
-from bayesmix.predict import Prediction, predict
-from bayesmix.predictive import posterior_predictive, prior_predictive
-from bayesmix.priors import Prior, Priors, ResolvedPriors, resolve_priors
-from bayesmix.reml import (
-    REMLConvergenceError,
-    REMLFit,
-    REMLFormatError,
-    align_reml,
-    fit_reml,
-    read_reml,
-    write_reml,
-)
-from bayesmix.render import Equations, equations
-from bayesmix.sampling import CompiledModel, SamplingInterrupted, compile_model, sample
-from bayesmix.scaling import Scaling
-from bayesmix.settings import SamplerSettings
-from bayesmix.spec import Coefficient, Gamma, RandomTerm, Spec
-from bayesmix.stats import ClusterStats, cluster_stats, stream_cluster_stats
-from bayesmix.variance import VariancePartition, variance
+
+if TYPE_CHECKING:  # the eager imports, for type checkers and editors
+    from bayesmix.api import fit, load_data
+    from bayesmix.build import BuiltModel, build_model
+    from bayesmix.checks import (
+        ConvergenceWarning,
+        Reconstruction,
+        Summary,
+        reconstruct,
+        summarize,
+    )
+    from bayesmix.compare import Comparison, compare
+    from bayesmix.design import Design, build_design
+    from bayesmix.errors import BayesmixError, DataError, SpecError
+    from bayesmix.families import FAMILIES, Family, get_family
+    from bayesmix.fit_result import Fit, FitFileError
+    from bayesmix.kfold import ModelComparison, compare_models, kfold
+    from bayesmix.loo_cv import loo
+    from bayesmix.predict import Prediction, predict
+    from bayesmix.predictive import posterior_predictive, prior_predictive
+    from bayesmix.priors import Prior, Priors, ResolvedPriors, resolve_priors
+    from bayesmix.reml import (
+        REMLConvergenceError,
+        REMLFit,
+        REMLFormatError,
+        align_reml,
+        fit_reml,
+        read_reml,
+        write_reml,
+    )
+    from bayesmix.render import Equations, equations
+    from bayesmix.sampling import CompiledModel, SamplingInterrupted, compile_model, sample
+    from bayesmix.scaling import Scaling
+    from bayesmix.settings import SamplerSettings
+    from bayesmix.spec import Coefficient, Gamma, RandomTerm, Spec
+    from bayesmix.stats import ClusterStats, cluster_stats, stream_cluster_stats
+    from bayesmix.variance import VariancePartition, variance
+
+_LAZY: dict[str, str] = {
+    "fit": "bayesmix.api",
+    "load_data": "bayesmix.api",
+    "BuiltModel": "bayesmix.build",
+    "build_model": "bayesmix.build",
+    "ConvergenceWarning": "bayesmix.checks",
+    "Reconstruction": "bayesmix.checks",
+    "Summary": "bayesmix.checks",
+    "reconstruct": "bayesmix.checks",
+    "summarize": "bayesmix.checks",
+    "Comparison": "bayesmix.compare",
+    "compare": "bayesmix.compare",
+    "Design": "bayesmix.design",
+    "build_design": "bayesmix.design",
+    "BayesmixError": "bayesmix.errors",
+    "DataError": "bayesmix.errors",
+    "SpecError": "bayesmix.errors",
+    "FAMILIES": "bayesmix.families",
+    "Family": "bayesmix.families",
+    "get_family": "bayesmix.families",
+    "Fit": "bayesmix.fit_result",
+    "FitFileError": "bayesmix.fit_result",
+    "ModelComparison": "bayesmix.kfold",
+    "compare_models": "bayesmix.kfold",
+    "kfold": "bayesmix.kfold",
+    "loo": "bayesmix.loo_cv",
+    "plot_compare": "bayesmix.plots",
+    "plot_ppc": "bayesmix.ppc_plot",
+    "Prediction": "bayesmix.predict",
+    "predict": "bayesmix.predict",
+    "posterior_predictive": "bayesmix.predictive",
+    "prior_predictive": "bayesmix.predictive",
+    "Prior": "bayesmix.priors",
+    "Priors": "bayesmix.priors",
+    "ResolvedPriors": "bayesmix.priors",
+    "resolve_priors": "bayesmix.priors",
+    "REMLConvergenceError": "bayesmix.reml",
+    "REMLFit": "bayesmix.reml",
+    "REMLFormatError": "bayesmix.reml",
+    "align_reml": "bayesmix.reml",
+    "fit_reml": "bayesmix.reml",
+    "read_reml": "bayesmix.reml",
+    "write_reml": "bayesmix.reml",
+    "Equations": "bayesmix.render",
+    "equations": "bayesmix.render",
+    "CompiledModel": "bayesmix.sampling",
+    "SamplingInterrupted": "bayesmix.sampling",
+    "compile_model": "bayesmix.sampling",
+    "sample": "bayesmix.sampling",
+    "Scaling": "bayesmix.scaling",
+    "SamplerSettings": "bayesmix.settings",
+    "Coefficient": "bayesmix.spec",
+    "Gamma": "bayesmix.spec",
+    "RandomTerm": "bayesmix.spec",
+    "Spec": "bayesmix.spec",
+    "ClusterStats": "bayesmix.stats",
+    "cluster_stats": "bayesmix.stats",
+    "stream_cluster_stats": "bayesmix.stats",
+    "VariancePartition": "bayesmix.variance",
+    "variance": "bayesmix.variance",
+}
+"""Where each public name lives: imported on first use, so that ``import bayesmix`` for a spec,
+a design, a REML fit or equations does not import PyMC, PyTensor or ArviZ (about 1.2 s)."""
 
 __all__ = [
     "FAMILIES",
@@ -113,13 +181,18 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # matplotlib is imported only when a plot is asked for.
-    if name == "plot_compare":
-        from bayesmix.plots import plot_compare
+    """Import a public name (or a submodule) on first use; see :data:`_LAZY`."""
+    import importlib
 
-        return plot_compare
-    if name == "plot_ppc":
-        from bayesmix.ppc_plot import plot_ppc
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    try:
+        return importlib.import_module(f"bayesmix.{name}")
+    except ModuleNotFoundError:
+        raise AttributeError(f"module 'bayesmix' has no attribute {name!r}") from None
 
-        return plot_ppc
-    raise AttributeError(f"module 'bayesmix' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -2,6 +2,7 @@
 
     python benchmarks/glmm.py --cases cbpp --peers brms
     python benchmarks/glmm.py --cases bern100k --peers bambi,glmer
+    python benchmarks/glmm.py --cases cbpp --peers brms --likelihood auto,agq,laplace
 
 Every (case, tool) runs in a subprocess of its own and prints one JSON object per line (also
 written to ``benchmarks/results/glmm-<cases>.json``).  Draws: 4 chains × 1,000 after 1,000
@@ -82,7 +83,7 @@ def simulate_bern100k(path: Path) -> None:
     pd.DataFrame({"y": y, "x": x, "w": w[g], "g": g}).to_csv(path, index=False)
 
 
-def child_bayesmix(case: str, data: str) -> dict:
+def child_bayesmix(case: str, data: str, likelihood: str = "auto") -> dict:
     t0 = time.perf_counter()
     import numpy as np
     import pandas as pd
@@ -98,7 +99,7 @@ def child_bayesmix(case: str, data: str) -> dict:
         frame = pd.read_csv(data)
     start = time.perf_counter()
     fit = bm.fit(spec, frame, draws=DRAWS, tune=TUNE, chains=CHAINS, random_seed=1,
-                 progressbar=False)
+                 progressbar=False, likelihood=likelihood)
     wall = time.perf_counter() - start
     s = bm.summarize(fit, warn=False)
     table = s.table
@@ -159,6 +160,7 @@ def run_r(script: str, *args: str, timeout: float | None = None) -> dict:
 
 
 def run_child(*args: str) -> dict:
+    """Run this file as ``--child KIND CASE DATA [LIKELIHOOD]``; its last line is JSON."""
     start = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
                          text=True)
@@ -172,13 +174,17 @@ def run_child(*args: str) -> dict:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         kind, case, data = sys.argv[2], sys.argv[3], sys.argv[4]
-        res = child_bambi(data) if kind == "bambi" else child_bayesmix(case, data)
+        res = (child_bambi(data) if kind == "bambi"
+               else child_bayesmix(case, data, *sys.argv[5:6]))
         print(json.dumps(res))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="cbpp,bern100k")
     ap.add_argument("--peers", default="brms,bambi,glmer")
     ap.add_argument("--peer-timeout", type=float, default=3600.0)
+    ap.add_argument("--likelihood", default="auto",
+                    help="bayesmix's likelihood forms, comma-separated (auto, cells, rows, "
+                         "laplace, agq); each is one bayesmix row")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
     peers = set(args.peers.split(",")) if args.peers else set()
@@ -193,30 +199,38 @@ def main() -> None:
         data = ROOT / "data" / "cbpp.csv" if case == "cbpp" else tmp / "bern100k.csv"
         if case == "bern100k":
             simulate_bern100k(data)
-        mine = {"case": case, "tool": "bayesmix", **run_child("bayesmix", case, str(data))}
-        emit(mine)
+        mines = []
+        for form in args.likelihood.split(","):
+            mine = {"case": case, "tool": f"bayesmix:{form}",
+                    **run_child("bayesmix", case, str(data), form)}
+            emit(mine)
+            mines.append(mine)
         if case == "cbpp" and "brms" in peers:
             br = {"case": case, "tool": "brms",
                   **run_r(R_BRMS_CBPP, str(data), timeout=args.peer_timeout)}
             emit(br)
-            if "total_s" in br and "wall_s" in mine:
-                emit({"case": case, "ratio": "brms wall / bayesmix wall",
-                      "value": br["total_s"] / mine["wall_s"]})
+            for mine in mines:
+                if "total_s" in br and "wall_s" in mine:
+                    emit({"case": case, "ratio": f"brms wall / {mine['tool']} wall",
+                          "value": br["total_s"] / mine["wall_s"]})
         if case == "bern100k" and "bambi" in peers:
             ba = {"case": case, "tool": "bambi", **run_child("bambi", case, str(data))}
             emit(ba)
-            if ba.get("ess_per_s") and mine.get("ess_per_s"):
-                emit({"case": case, "ratio": "bayesmix ESS/s / bambi ESS/s",
-                      "value": mine["ess_per_s"] / ba["ess_per_s"]})
-        if case == "bern100k" and "glmer" in peers and "beta_mean" in mine:
+            for mine in mines:
+                if ba.get("ess_per_s") and mine.get("ess_per_s"):
+                    emit({"case": case, "ratio": f"{mine['tool']} ESS/s / bambi ESS/s",
+                          "value": mine["ess_per_s"] / ba["ess_per_s"]})
+        if case == "bern100k" and "glmer" in peers and any("beta_mean" in m for m in mines):
             gl = {"case": case, "tool": "glmer",
                   **run_r(R_GLMER, str(data), BERN, timeout=args.peer_timeout)}
             emit(gl)
-            if "beta" in gl:
-                z = [(m - b) / s for m, b, s in zip(mine["beta_mean"], gl["beta"],
-                                                    mine["beta_sd"], strict=True)]
-                emit({"case": case, "ratio": "(posterior mean - glmer) / posterior sd",
-                      "value": z, "max_abs": max(abs(v) for v in z)})
+            for mine in mines:
+                if "beta" in gl and "beta_mean" in mine:
+                    z = [(m - b) / s for m, b, s in zip(mine["beta_mean"], gl["beta"],
+                                                        mine["beta_sd"], strict=True)]
+                    emit({"case": case, "tool": mine["tool"],
+                          "ratio": "(posterior mean - glmer) / posterior sd",
+                          "value": z, "max_abs": max(abs(v) for v in z)})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"glmm-{args.cases.replace(',', '-')}.json").write_text(json.dumps(rows, indent=1))

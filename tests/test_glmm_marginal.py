@@ -191,7 +191,7 @@ def test_marginal_forms_refuse_what_they_do_not_cover(dung_data):
 
 
 @pytest.mark.slow
-def test_agq_posterior_agrees_with_the_joint_form(fitted_model):
+def test_agq_posterior_agrees_with_the_joint_form(fitted_model, tmp_path):
     """cbpp: the AGQ form's posterior of γ, the SD and every herd's u against the joint form."""
     joint = fitted_model("cbpp")
     fit = bm.fit(ROOT / "models" / "cbpp.toml", likelihood="agq", draws=1000, tune=500,
@@ -211,3 +211,7 @@ def test_agq_posterior_agrees_with_the_joint_form(fitted_model):
     assert r.graph_max_abs_error < 1e-6
     ll = fit.idata["log_likelihood"]
     assert "y_marginal" in ll and np.isfinite(ll["y_marginal"].values).all()
+    fit.save(tmp_path / "cbpp_agq.nc")
+    back = bm.Fit.load(tmp_path / "cbpp_agq.nc")
+    assert back.likelihood == "agq"
+    assert bm.reconstruct(back).graph_max_abs_error < 1e-6  # the graph rebuilt from the file
