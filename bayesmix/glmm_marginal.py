@@ -14,9 +14,10 @@ per dimension (exact to many digits for q = 1).  The posterior of (β̃, T̃) th
 is then low-dimensional and nearly Gaussian (no funnel); U is drawn afterwards from its exact
 conditional, cluster by cluster (:func:`draw_effects`).
 
-The mode is found inside the graph by Newton steps from v = 0 (a ``scan`` that stops when
-every step is below :data:`TOLERANCE`, at most :data:`NEWTON_STEPS`; each step clipped to
-±:data:`MAX_STEP` per coordinate), through which no gradient flows; one more,
+The mode is found inside the graph by damped Newton steps from v = 0 (a ``scan`` that stops
+when every step is below :data:`TOLERANCE`, at most :data:`NEWTON_STEPS`; each step clipped
+to ±:data:`MAX_STEP` per coordinate, and a step that lowers h_j refused and shortened for
+that cluster), through which no gradient flows; one more,
 differentiable Newton step from that mode, v̂ = v̂ₛ + H⁻¹∇h(v̂ₛ), gives the exact implicit
 derivative dv̂/dθ = H⁻¹ ∂∇h/∂θ (∇h(v̂ₛ) = 0 at convergence), so the gradient of ℓ_j, the
 log-determinant included, is the gradient of the approximation itself.
@@ -45,11 +46,14 @@ from bayesmix.priors import ResolvedPriors
 MARGINAL_FORMS = ("laplace", "agq")
 AGQ_NODES = {1: 9, 2: 5}
 """Gauss–Hermite nodes per dimension of ``"agq"`` by q (effects per cluster)."""
-NEWTON_STEPS = 20
+NEWTON_STEPS = 40
 """Most Newton steps (without gradient) to the mode of each cluster's h_j, from v = 0."""
 TOLERANCE = 1e-8
 """The Newton steps stop when no coordinate of any cluster's step exceeds this; the last,
 differentiable step then moves v̂ by O(1e-16)."""
+CONVERGED = 1e-6
+"""A cluster whose last (differentiable) Newton step is larger than this did not converge in
+:data:`NEWTON_STEPS`: its ℓ_j is −∞, so NUTS rejects the point rather than use a wrong value."""
 MAX_STEP = 3.0
 """Largest Newton step per coordinate of v (prior SD units), a guard against overshooting."""
 
@@ -180,32 +184,50 @@ class ClusterIntegral:
         ll, _, _ = _family_terms(self.family, self.y, self.n, self._eta(eta0, B, v))
         return self._sum([ll])[:, 0] - 0.5 * sum(vr * vr for vr in v)
 
-    def mode(self, eta0, B, q: int) -> list[Any]:
-        """v̂ with its implicit derivative (module docstring), q entries of (J,)."""
+    def mode(self, eta0, B, q: int) -> tuple[list[Any], Any]:
+        """v̂ with its implicit derivative (module docstring), q entries of (J,).
+
+        Also returns the size of the differentiable step per cluster, (J,): it is ~0 where
+        the Newton steps converged.
+        """
         def newton(*args):
-            v, (eta0_s, B_s) = list(args[:q]), args[q:]
+            v, value, t = list(args[:q]), args[q], args[q + 1]
+            eta0_s, B_s = args[q + 2 :]
             grad, H = self.gradient_hessian(eta0_s, B_s, v)
-            step = [pt.clip(st, -MAX_STEP, MAX_STEP) for st in _solve(_chol(H), grad)]
+            step = [pt.clip(st, -MAX_STEP, MAX_STEP) * t for st in _solve(_chol(H), grad)]
+            new = [vr + st for vr, st in zip(v, step, strict=True)]
+            new_value = self.h(eta0_s, B_s, new)
+            # Damped: a step that lowers h_j is refused and the cluster's step shrinks.
+            ok = new_value >= value - 1e-10 * (1.0 + pt.abs(value))
             size = pt.max(pt.stack([pt.max(pt.abs(st)) for st in step]))
-            return [vr + st for vr, st in zip(v, step, strict=True)], until(size < TOLERANCE)
+            return ([pt.switch(ok, nr, vr) for nr, vr in zip(new, v, strict=True)]
+                    + [pt.switch(ok, new_value, value),
+                       pt.switch(ok, pt.minimum(1.0, 2.0 * t), 0.25 * t)],
+                    until(pt.all(ok) & (size < TOLERANCE)))
 
         # A scan, not an unrolled loop: the graph (and its compile time) stays small, and it
         # stops once every cluster's step is below TOLERANCE.
-        steps = pytensor.scan(newton, outputs_info=[pt.zeros((self.J,)) for _ in range(q)],
-                              non_sequences=[disconnected_grad(eta0), disconnected_grad(B)],
-                              n_steps=NEWTON_STEPS, return_list=True, return_updates=False)
-        v = [disconnected_grad(seq[-1]) for seq in steps]
+        eta0_s, B_s = disconnected_grad(eta0), disconnected_grad(B)
+        start = [pt.zeros((self.J,)) for _ in range(q)]
+        steps = pytensor.scan(newton,
+                              outputs_info=[*start, self.h(eta0_s, B_s, start),
+                                            pt.ones((self.J,))],
+                              non_sequences=[eta0_s, B_s], n_steps=NEWTON_STEPS,
+                              return_list=True, return_updates=False)
+        v = [disconnected_grad(seq[-1]) for seq in steps[:q]]
         grad, H = self.gradient_hessian(eta0, B, v)
-        return [vr + st for vr, st in zip(v, _solve(_chol(H), grad), strict=True)]
+        step = _solve(_chol(H), grad)
+        size = pt.max(pt.stack([pt.abs(disconnected_grad(st)) for st in step]), axis=0)
+        return [vr + st for vr, st in zip(v, step, strict=True)], size
 
     def loglik(self, eta0, B, q: int, nodes: int):
         """ℓ_j for every cluster, shape (J,), without the family constant."""
-        v_hat = self.mode(eta0, B, q)
+        v_hat, unconverged = self.mode(eta0, B, q)
         _, H = self.gradient_hessian(eta0, B, v_hat)
         c = _chol(H)
         logdet_c = sum(pt.log(c[r][r]) for r in range(q))
         if nodes == 1:
-            return self.h(eta0, B, v_hat) - logdet_c
+            return self._guard(self.h(eta0, B, v_hat) - logdet_c, unconverged)
         x1, w1 = np.polynomial.hermite.hermgauss(nodes)
         grid = np.stack(np.meshgrid(*([x1] * q), indexing="ij"), axis=-1).reshape(-1, q)
         log_w = np.log(np.stack(np.meshgrid(*([w1] * q), indexing="ij"), axis=-1)
@@ -222,7 +244,12 @@ class ClusterIntegral:
                  + pt.as_tensor_variable((log_w + (grid * grid).sum(axis=1))[:, None]))
         top = disconnected_grad(pt.max(terms, axis=0))
         log_sum = top + pt.log(pt.sum(pt.exp(terms - top), axis=0))
-        return -0.5 * q * np.log(np.pi) - logdet_c + log_sum
+        return self._guard(-0.5 * q * np.log(np.pi) - logdet_c + log_sum, unconverged)
+
+    @staticmethod
+    def _guard(value, unconverged):
+        """−∞ for a cluster whose mode was not found (the sampler rejects the point)."""
+        return pt.switch(unconverged < CONVERGED, value, -np.inf)
 
 
 def build_glmm_marginal(design: Design, rp: ResolvedPriors, form: str,

@@ -159,11 +159,15 @@ def run_r(script: str, *args: str, timeout: float | None = None) -> dict:
     return res
 
 
-def run_child(*args: str) -> dict:
+def run_child(*args: str, timeout: float | None = None) -> dict:
     """Run this file as ``--child KIND CASE DATA [LIKELIHOOD]``; its last line is JSON."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
-                         text=True)
+    try:
+        out = subprocess.run([sys.executable, __file__, "--child", *args],
+                             capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"did not finish within {timeout:.0f} s",
+                "total_s_lower_bound": time.perf_counter() - start}
     if out.returncode != 0:
         return {"error": out.stderr[-1500:]}
     res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -214,7 +218,8 @@ def main() -> None:
                     emit({"case": case, "ratio": f"brms wall / {mine['tool']} wall",
                           "value": br["total_s"] / mine["wall_s"]})
         if case == "bern100k" and "bambi" in peers:
-            ba = {"case": case, "tool": "bambi", **run_child("bambi", case, str(data))}
+            ba = {"case": case, "tool": "bambi",
+                  **run_child("bambi", case, str(data), timeout=args.peer_timeout)}
             emit(ba)
             for mine in mines:
                 if ba.get("ess_per_s") and mine.get("ess_per_s"):
