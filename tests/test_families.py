@@ -201,7 +201,7 @@ def test_rows_and_cells_forms_equal_the_explicit_loglik(family, formula):
 def test_statistics_forms_refused_for_a_glmm():
     design = bm.build_design(bm.Spec.from_formula("y ~ x + (1 | g)", family="bernoulli"),
                              _simulated())
-    with pytest.raises(SpecError, match="takes cells or rows"):
+    with pytest.raises(SpecError, match="takes cells, rows, laplace, agq"):
         build_model(design, likelihood="collapsed")
 
 
