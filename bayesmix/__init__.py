@@ -16,6 +16,14 @@ from typing import TYPE_CHECKING
 # Sets PyTensor's BLAS flags before anything imports PyTensor (see bayesmix/_blas.py).
 from bayesmix import _blas  # noqa: F401
 
+# Functions named like their own submodule are imported now, not lazily: importing the
+# submodule later would rebind ``bayesmix.<name>`` to the module (Python sets a package's
+# attribute when it first imports its submodule).  None of these imports PyMC.
+from bayesmix.compare import Comparison, compare
+from bayesmix.kfold import ModelComparison, compare_models, kfold
+from bayesmix.predict import Prediction, predict
+from bayesmix.variance import VariancePartition, variance
+
 if TYPE_CHECKING:  # the eager imports, for type checkers and editors
     from bayesmix.api import fit, load_data
     from bayesmix.build import BuiltModel, build_model
@@ -63,8 +71,6 @@ _LAZY: dict[str, str] = {
     "Summary": "bayesmix.checks",
     "reconstruct": "bayesmix.checks",
     "summarize": "bayesmix.checks",
-    "Comparison": "bayesmix.compare",
-    "compare": "bayesmix.compare",
     "Design": "bayesmix.design",
     "build_design": "bayesmix.design",
     "BayesmixError": "bayesmix.errors",
@@ -75,14 +81,9 @@ _LAZY: dict[str, str] = {
     "get_family": "bayesmix.families",
     "Fit": "bayesmix.fit_result",
     "FitFileError": "bayesmix.fit_result",
-    "ModelComparison": "bayesmix.kfold",
-    "compare_models": "bayesmix.kfold",
-    "kfold": "bayesmix.kfold",
     "loo": "bayesmix.loo_cv",
     "plot_compare": "bayesmix.plots",
     "plot_ppc": "bayesmix.ppc_plot",
-    "Prediction": "bayesmix.predict",
-    "predict": "bayesmix.predict",
     "posterior_predictive": "bayesmix.predictive",
     "prior_predictive": "bayesmix.predictive",
     "Prior": "bayesmix.priors",
@@ -111,8 +112,6 @@ _LAZY: dict[str, str] = {
     "ClusterStats": "bayesmix.stats",
     "cluster_stats": "bayesmix.stats",
     "stream_cluster_stats": "bayesmix.stats",
-    "VariancePartition": "bayesmix.variance",
-    "variance": "bayesmix.variance",
 }
 """Where each public name lives: imported on first use, so that ``import bayesmix`` for a spec,
 a design, a REML fit or equations does not import PyMC, PyTensor or ArviZ (about 1.2 s)."""

@@ -30,6 +30,9 @@ import bayesmix as bm
 from bayesmix.glmm_params import centred_factors
 
 DATASETS = 24
+MARGINAL_DATASETS = 12
+"""The marginal forms compile a new graph per data set (~5 s each); they passed with 24 data
+sets once (the 2026-12-03 CI run) and run 12 in CI to keep it under half an hour."""
 KEEP = 99
 PRIORS = bm.Priors(
     beta={"g00": bm.Prior("Normal", mu=0, sigma=1), "g10": bm.Prior("Normal", mu=0, sigma=1)},
@@ -77,7 +80,8 @@ def test_glmm_form_is_calibrated_sbc(kind):
                        ("poisson", "y ~ x + offset(log(t)) + (1 | g)"))
     spec = bm.Spec.from_formula(formula, family=family)
     ranks, centred = [], 0
-    for i in range(DATASETS):
+    n_sets = MARGINAL_DATASETS if kind in ("agq", "laplace") else DATASETS
+    for i in range(n_sets):
         data, truth = _draw(kind, rng, frame)
         design = bm.build_design(spec, data)
         centred += bool(centred_factors(design))  # data-dependent (the units' information)
@@ -95,7 +99,7 @@ def test_glmm_form_is_calibrated_sbc(kind):
         ranks.append(row)
     ranks = np.array(ranks)
     if kind == "cells":  # the centred parametrisation is calibrated too, not only tried
-        assert centred >= DATASETS // 4, centred
+        assert centred >= n_sets // 4, centred
     for k, name in enumerate(["g00", "g10", "sd", "u0"]):
         counts = np.bincount(ranks[:, k] * 5 // (KEEP + 1), minlength=5)
         p_chi2 = sps.chisquare(counts).pvalue

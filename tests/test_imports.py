@@ -49,3 +49,13 @@ def test_unknown_name_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'fitt'"):
         bayesmix.fitt  # noqa: B018
+
+
+def test_functions_named_like_their_submodule_stay_functions():
+    """Importing the module ``bayesmix.kfold`` must not rebind the function ``bm.kfold``."""
+    script = ("import bayesmix.kfold, bayesmix.variance, bayesmix.predict, bayesmix.compare\n"
+              "import bayesmix as bm\n"
+              "print(all(callable(f) for f in (bm.kfold, bm.variance, bm.predict, bm.compare)))")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "True"
