@@ -189,7 +189,7 @@ def predict(
                                    not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1):
         raise DataError(f"chunk_rows must be a whole number of at least 1, not {chunk_rows!r}")
     spec, design = fit.spec, fit.design
-    needed = [v for v in spec.variables if v != spec.outcome
+    needed = [v for v in spec.columns if v != spec.outcome
               and (v != spec.trials or kind == "y")]
     missing_cols = [v for v in needed if v not in new_data.columns]
     if missing_cols:
@@ -203,7 +203,8 @@ def predict(
             f"new_data has missing values in {int(na.sum())} rows (first: "
             f"{validate._show(new_data.index[na.to_numpy()])}); fill or drop them first"
         )
-    cols = model_columns(spec, _Coder(spec, new_data, levels=design.levels))
+    cols = model_columns(spec, _Coder(spec, new_data, levels=design.levels,
+                                      fitted=design.fitted))
     X = cols.X
     post = fit.posterior
     beta = post[nt.BETA].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()

@@ -272,6 +272,7 @@ def scan_levels(
     from bayesmix.design.coding import _levels
     from bayesmix.design.validate import is_categorical
 
+    _no_transforms(spec)
     variables = [v for v in spec.variables if v not in (spec.outcome, spec.cluster)]
     cluster_values: set = set()
     cat_values: dict[str, set] = {}
@@ -293,6 +294,16 @@ def scan_levels(
         for var, seen in cat_values.items()
     }
     return Levels(clusters, categorical)
+
+
+def _no_transforms(spec: Spec) -> None:
+    if spec.transforms:
+        name = next(iter(spec.transforms))
+        raise DataError(
+            f"{name}: transformed and centred variables are computed from a DataFrame; the "
+            "statistics streamed from a file read plain columns. Add the transformed column to "
+            "the file, or read the file into a DataFrame and use build_design"
+        )
 
 
 def _chunk_arrays(
@@ -367,6 +378,7 @@ def stream_cluster_stats(
         levels = scan_levels(path, spec, chunk_rows=max(chunk_rows, 1_000_000))
     J = len(levels.clusters)
     cluster_pos = pd.Index(levels.clusters)
+    _no_transforms(spec)
     columns = list(dict.fromkeys([spec.outcome, spec.cluster, *spec.variables]))
     M: np.ndarray | None = None
     counts = np.zeros(J, dtype=np.int64)

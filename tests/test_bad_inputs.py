@@ -46,7 +46,7 @@ def test_subtracted_random_part_is_refused():
 @pytest.mark.parametrize("formula", ["y ~ X*X + (1 | g)", "y ~ X:X + (1 | g)",
                                      "y ~ X*M*X + (1 | g)", "y ~ X + (X:X | g)"])
 def test_variable_times_itself_is_refused_in_formulas(formula):
-    with pytest.raises(SpecError, match=r"multiplied by itself.*I\(X\^2\) are not supported"):
+    with pytest.raises(SpecError, match=r"multiplied by itself.*or I\(X\^2\) for a square"):
         Spec.from_formula(formula)
 
 
@@ -83,7 +83,9 @@ def test_formula_that_is_not_text(bad):
     ("y ~", "ends where"),
     ("y ~ (X + (1 | g)", r"expected '\)'"),
     ("y ~ X) + (1 | g)", r"unexpected '\)'"),
-    ("y ~ log(X) + (1 | g)", "not supported in formulas yet"),
+    ("y ~ logit(X) + (1 | g)", r"unknown function logit\(\)"),
+    ("y ~ log(X + (1 | g)", "is never closed"),
+    ("y ~ poly(X, 0) + (1 | g)", "whole number from 1 to 20"),
 ])
 def test_other_malformed_formulas(formula, message):
     with pytest.raises(SpecError, match=message):

@@ -16,6 +16,7 @@ REFERENCE = {
     "dung": "dung_lmer.json",
     "sleepstudy": "sleepstudy_lmer_reml.json",
     "hsb": "hsb_crosslevel_lmer.json",
+    "hsb_contextual": "transforms/hsb_contextual_lmer.json",
 }
 
 

@@ -50,7 +50,7 @@ def test_distribution_no_intercept_and_removal():
     [
             ("y ~ X + (1 | g) + (1 | g)", "the intercept has a random effect over g twice"),
         ("y ~ X", "no random part"),
-        ("y ~ log(X) + (1 | g)", "function calls"),
+        ("y ~ logit(X) + (1 | g)", r"unknown function logit\(\)"),
         ("y ~ X ~ Z + (1|g)", "exactly one '~'"),
         ("y ~ X + 3 + (1 | g)", "0 or 1"),
         ("y ~ X + (1 | g", "formula ends"),

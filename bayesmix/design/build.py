@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from bayesmix.design import validate
 from bayesmix.design.coding import Coder, model_columns
+from bayesmix.design.derive import Deriver
 from bayesmix.design.outcome import family_arrays
 from bayesmix.design.terms import (
     FactorEffects,
@@ -90,6 +91,10 @@ class Design:
         The columns the model uses, for the rows used (kept to save and rebuild a fit).
     levels : dict of str to tuple of str
         Levels of each categorical predictor, reference first (to code new data the same way).
+    fitted : dict
+        The constants of the transformed variables, computed on these rows (group and grand
+        means, scale(), poly() recurrence; :mod:`bayesmix.design.derive`), to transform new
+        data the same way.
     trials : ndarray, shape (n,), or None
         Number of trials n_i of a binomial outcome.
     offset : ndarray, shape (n,), or None
@@ -122,6 +127,7 @@ class Design:
     row_labels: pd.Index = field(repr=False)
     data: pd.DataFrame = field(repr=False)
     levels: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    fitted: dict = field(default_factory=dict, repr=False)
     groupings: tuple[Grouping, ...] = field(default=(), repr=False)
     effects: tuple[FactorEffects, ...] = field(default=(), repr=False)
     trials: np.ndarray | None = field(default=None, repr=False)
@@ -286,6 +292,11 @@ def build_design(
     """
     validate.check_columns(spec, data)
     data = validate.handle_missing(spec, data, missing)
+    if spec.outcome in spec.transforms:  # log(y) ~ ...: y's transform is the outcome column
+        transform = spec.transforms[spec.outcome]
+        if transform.categorical or transform.width > 1:
+            raise DataError(f"the outcome {spec.outcome} must be one numeric column")
+        data = data.assign(**{spec.outcome: Deriver(spec, data).values(transform)})
     y = validate.check_outcome(spec, data)
     trials, log_exposure = family_arrays(spec, data, y)
     n = len(y)
@@ -299,8 +310,8 @@ def build_design(
             )
     primary = next(g for g in groupings if g.name == spec.cluster)
     codes, clusters, J = primary.index, list(primary.levels), primary.J
-    validate.check_level2(spec, data, codes, clusters)
-    coder = Coder(spec, data)
+    coder = Coder(spec, data, groupings=groupings)
+    validate.check_level2(spec, coder.raw, codes, clusters)
     first_row = np.full(J, -1)
     first_row[codes[::-1]] = np.arange(n)[::-1]
     cols_ = model_columns(spec, coder)
@@ -367,7 +378,12 @@ def build_design(
     level2 = pd.DataFrame(index=pd.Index(clusters, name=spec.cluster))
     level2["n"] = np.bincount(codes, minlength=J)
     for var in spec.level2_variables:
-        level2[var] = data[var].to_numpy()[first_row]
+        raw = np.asarray(coder.raw(var))
+        if raw.ndim == 2:  # poly(W, k): one column per degree, named as in X
+            for d in range(raw.shape[1]):
+                level2[f"{var}{d + 1}"] = raw[first_row, d]
+        else:
+            level2[var] = raw[first_row]
 
     return Design(
         spec=spec,
@@ -394,8 +410,9 @@ def build_design(
         z_columns=z_columns,
         level2=level2,
         row_labels=data.index,
-        data=data[list(spec.variables)].copy(),
+        data=data[list(spec.columns)].copy(),
         levels=dict(coder.levels),
+        fitted=dict(coder.fitted),
         groupings=groupings,
         effects=effects,
         trials=trials,

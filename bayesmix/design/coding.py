@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.design import validate
+from bayesmix.design.derive import Deriver, Fitted, contr_poly
+from bayesmix.design.terms import Grouping
 from bayesmix.errors import DataError
 from bayesmix.notation import INTERCEPT, fixed_label, level1_label, random_label
 from bayesmix.spec.model import Spec
@@ -71,6 +73,9 @@ class Coder:
         spec: Spec,
         data: pd.DataFrame,
         levels: dict[str, tuple[str, ...]] | None = None,
+        *,
+        fitted: Fitted | None = None,
+        groupings: tuple[Grouping, ...] | None = None,
     ) -> None:
         self.spec = spec
         self.data = data
@@ -78,16 +83,47 @@ class Coder:
         # None: find the levels in the data; a dict (even empty): the fitted model's coding.
         self.fixed_levels = levels
         self.levels: dict[str, tuple[str, ...]] = {}
+        self.deriver = Deriver(spec, data, groupings, fitted)
+
+    @property
+    def fitted(self) -> Fitted:
+        """The constants of the transformed variables coded so far (means, scales, poly)."""
+        return self.deriver.fitted
+
+    def raw(self, var: str) -> np.ndarray | pd.Series:
+        """A variable's values before coding.
+
+        A column, or a transformed variable's values ((n, k) for poly; the column itself for
+        ``C(x)``).
+        """
+        transform = self.spec.transforms.get(var)
+        if transform is None:
+            return self.data[var]
+        return self.deriver.values(transform)
 
     def variable(self, var: str) -> list[_Column]:
         """The coded columns of one variable (one, or one per non-reference level)."""
         if var in self.cache:
             return self.cache[var]
-        series = self.data[var]
-        ref = self.spec.reference_levels.get(var)
+        transform = self.spec.transforms.get(var)
+        if transform is not None and not transform.categorical:
+            values = self.deriver.values(transform)
+            if values.ndim == 2:
+                cols = [_Column(f"{var}{d}", (str(d),), values[:, d - 1], (f"{var}{d}",))
+                        for d in range(1, values.shape[1] + 1)]
+            else:
+                cols = [_Column(var, (), values, (var,))]
+            self.cache[var] = cols
+            return cols
+        if transform is not None:
+            series = self.data[transform.expr.column].rename(var)
+            ref = transform.expr.reference or self.spec.reference_levels.get(var)
+        else:
+            series = self.data[var]
+            ref = self.spec.reference_levels.get(var)
         if self.fixed_levels is None:
             validate.check_predictor(self.spec, var, series)
-            categorical = validate.is_categorical(self.spec, series)
+            categorical = transform is not None or validate.is_categorical(self.spec, series)
         else:
             categorical = var in self.fixed_levels
         if categorical:
@@ -104,6 +140,13 @@ class Coder:
             else:
                 levels = _levels(series, ref, var)
             self.levels[var] = tuple(levels)
+            if self._polynomial_contrasts(var, series, transform, ref):
+                values, names = contr_poly(len(levels))
+                codes = pd.Index(levels).get_indexer(as_text)
+                cols = [_Column(f"{var}{nm}", (nm,), values[codes, d], (f"{var}{nm}",))
+                        for d, nm in enumerate(names)]
+                self.cache[var] = cols
+                return cols
             cols = [
                 _Column(f"{var}[{lev}]", (lev,), (as_text == lev).to_numpy(dtype=float),
                         (f"{var}[{lev}]",))
@@ -119,6 +162,22 @@ class Coder:
                             (var,))]
         self.cache[var] = cols
         return cols
+
+    def _polynomial_contrasts(self, var: str, series: pd.Series, transform, ref) -> bool:
+        """Whether ``var`` is coded with polynomial contrasts.
+
+        An ordered factor (pandas ordered categorical) without C() or a reference level is
+        coded with R's default contrasts for ordered factors, ``contr.poly`` (.L, .Q, .C ...);
+        the choice is kept in :attr:`fitted` so new data are coded alike.
+        """
+        key = f"contrasts({var})"
+        if self.fixed_levels is not None:
+            return self.fitted.get(key) == "poly"
+        ordered = (transform is None and ref is None
+                   and isinstance(series.dtype, pd.CategoricalDtype) and series.dtype.ordered)
+        if ordered:
+            self.fitted[key] = "poly"  # type: ignore[assignment]
+        return ordered
 
     def product(self, variables: tuple[str, ...]) -> list[_Column]:
         """The coded columns of a product of variables (``()``: the intercept)."""

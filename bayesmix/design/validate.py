@@ -25,8 +25,14 @@ def check_columns(spec: Spec, data: pd.DataFrame) -> None:
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     columns = [str(c) for c in data.columns]
-    for var in spec.variables:
+    used_in = {c: t.name for t in spec.transforms.values() for c in t.columns}
+    for var in spec.columns:
         if var not in data.columns:
+            if var in used_in and var not in spec.variables:
+                close = difflib.get_close_matches(var, columns, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise DataError(f"column {var!r} (in {used_in[var]}) is not in the data{hint}"
+                                f"\nThe data has: {_show(columns, 20)}")
             close = difflib.get_close_matches(var, columns, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             if var in columns:
@@ -60,7 +66,7 @@ def handle_missing(
     """Refuse (default) or drop, with a warning that counts them, rows with missing values."""
     if missing not in ("error", "drop"):
         raise DataError(f"missing must be 'error' or 'drop', not {missing!r}")
-    used = list(spec.variables)
+    used = list(spec.columns)
     na = data[used].isna()
     if not na.to_numpy().any():
         return data
@@ -227,14 +233,20 @@ def numeric_column(var: str, series: pd.Series, index: pd.Index) -> np.ndarray:
     return values
 
 
-def check_level2(spec: Spec, data: pd.DataFrame, codes: np.ndarray, labels: list[str]) -> None:
-    """Level-2 variables must be constant within each cluster; name the first that is not."""
+def check_level2(spec: Spec, values_of, codes: np.ndarray, labels: list[str]) -> None:
+    """Level-2 variables must be constant within each cluster; name the first that is not.
+
+    ``values_of(var)`` gives a variable's values before coding (a column, or a transformed
+    variable's values, (n, k) for poly).
+    """
     for var in spec.level2_variables:
-        nunique = data.groupby(codes, sort=True)[var].nunique(dropna=False)
+        raw = values_of(var)
+        frame = pd.DataFrame(np.asarray(raw).reshape(len(codes), -1))
+        nunique = frame.groupby(codes, sort=True).nunique(dropna=False).max(axis=1)
         varying = nunique[nunique > 1]
         if len(varying):
             j = int(varying.index[0])
-            values = pd.unique(data[var].to_numpy()[codes == j])
+            values = pd.unique(frame[0].to_numpy()[codes == j])
             raise DataError(
                 f"{var!r} is a level-2 predictor but varies inside {spec.cluster} "
                 f"{labels[j]!r} (values {_show(values)}); {len(varying)} of {len(nunique)} "

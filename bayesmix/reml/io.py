@@ -59,7 +59,7 @@ class REMLFormatError(BayesmixError):
 
 
 def _canon_component(text: str) -> str:
-    text = text.strip().strip("`")
+    text = text.strip().replace("`", "")  # R quotes non-syntactic names: `group(SES)`
     m = _BRACKET.match(text)
     return m["var"] + m["level"] if m else text
 

@@ -17,11 +17,10 @@ from bayesmix.notation import INTERCEPT
 from bayesmix.render import forms, ir
 from bayesmix.render.ir import (
     Ident,
-    Indicator,
     Symbol,
     Text,
-    Var,
 )
+from bayesmix.render.transform_nodes import variable_node
 
 if TYPE_CHECKING:
     from bayesmix.render.forms import _Gamma
@@ -205,8 +204,8 @@ class Layout:
 
     def var(self, atom: Atom, sub: tuple[ir.Node, ...] | None = None) -> ir.Node:
         """A variable with the subscript of its level (or ``sub``)."""
-        node = Var(atom[0], (Ident(self.var_sub(self.level(atom))),) if sub is None else sub)
-        return node if atom[1] is None else Indicator(node, atom[1])
+        return variable_node(atom[0], (Ident(self.var_sub(self.level(atom))),)
+                             if sub is None else sub, atom[1])
 
     def coef_sym(self, node: CoefNode, tail: tuple[ir.Node, ...] | None = None) -> Symbol:
         """π_0jk, β_01k, γ_000 (or γ_01 from the name, crossed)."""

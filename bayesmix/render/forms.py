@@ -35,7 +35,6 @@ from bayesmix.render.ir import (
     Equation,
     FormIR,
     Ident,
-    Indicator,
     Keyword,
     Matrix,
     Note,
@@ -44,8 +43,8 @@ from bayesmix.render.ir import (
     Sum,
     Symbol,
     Text,
-    Var,
 )
+from bayesmix.render.transform_nodes import variable_node
 
 if TYPE_CHECKING:
     from bayesmix.design import Design
@@ -72,8 +71,7 @@ class _Factor:
             sub = (Ident("j"),)
         else:
             sub = (Ident("ij"),) if row is None else (row, Ident("j"))
-        var = Var(self.var, sub)
-        return var if self.level is None else Indicator(var, self.level)
+        return variable_node(self.var, sub, self.level)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,11 @@ class Ident(Node):
 
 
 @dataclass(frozen=True)
+class Dot(Node):
+    """The index averaged over in a mean's subscript: the · of X̄_·j and X̄_··."""
+
+
+@dataclass(frozen=True)
 class Text(Node):
     """Upright prose or a label (a cluster, a factor level); escaped by each renderer."""
 

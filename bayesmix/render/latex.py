@@ -95,6 +95,8 @@ def node(n: ir.Node) -> str:
     """
     if isinstance(n, ir.Ident):
         return n.text
+    if isinstance(n, ir.Dot):
+        return r"{\cdot}"
     if isinstance(n, ir.Text):
         return r"\text{" + escape_text(n.text) + "}"
     if isinstance(n, ir.Symbol):

@@ -86,7 +86,8 @@ def _sub(parts: tuple[ir.Node, ...], sep: str) -> str:
     if not parts:
         return ""
     inner = sep.join(flat(p) for p in parts)
-    if _is_simple(parts) or (sep == "" and all(isinstance(p, ir.Ident) for p in parts)):
+    if _is_simple(parts) or (sep == "" and all(isinstance(p, ir.Ident | ir.Dot)
+                                               for p in parts)):
         return "_" + inner
     if sep == "":
         inner = " ".join(flat(p) for p in parts)
@@ -135,6 +136,8 @@ def box(n: ir.Node) -> Box:
     """
     if isinstance(n, ir.Ident | ir.Text):
         return _line(n.text)
+    if isinstance(n, ir.Dot):
+        return _line("·")
     if isinstance(n, ir.Symbol):
         out = _symbol_base(n) + _sub(n.sub, n.sep)
         if n.sup is not None:

@@ -65,6 +65,7 @@ from dataclasses import dataclass
 
 from bayesmix.errors import SpecError
 from bayesmix.spec.model import Coefficient, Spec
+from bayesmix.spec.transforms import call_at, is_call, parse_call
 
 _LETTERS = {"p": "p", "pi": "p", "π": "p", "b": "b", "beta": "b", "β": "b", "B": "b",
             "g": "g", "gamma": "g", "γ": "g", "G": "g"}
@@ -131,6 +132,11 @@ def _tokenize(line: str, lineno: int) -> list[_Token]:
         if m.group("space") is None:
             if m.group("quoted"):
                 tokens.append(_Token("quoted", m.group("quoted")[1:-1], i + 1))
+            elif m.group("name") and call_at(line, i, m.group("name")):
+                transform, end = parse_call(line, i, lineno)
+                tokens.append(_Token("quoted", transform.name, i + 1))
+                i = end
+                continue
             elif m.group("name"):
                 tokens.append(_Token("name", m.group("name"), i + 1))
             elif m.group("number"):
@@ -185,7 +191,8 @@ def _split_terms(tokens: list[_Token], line: str, lineno: int,
                 raise fail("a second '=' on one line; write one equation per line", tok.pos)
             else:
                 raise fail("parentheses are not part of L1/L2 notation; write the products "
-                           "out (e.g. b1*X for b1·(X))", tok.pos)
+                           "out (e.g. b1*X for b1·(X)); transformed variables are calls "
+                           "such as log(X), I(X^2), group(X)", tok.pos)
         elif tok.kind == "number":
             raise fail(f"a number ({tok.text}) cannot be a term; write coefficients and "
                        "variables by name (the intercept is just b0, or g00)", tok.pos)
@@ -210,9 +217,8 @@ def term_variables(term: tuple[Factor, ...], line: Line) -> tuple[str, ...]:
         if f.name in seen:
             v = quote(f.name, TWO_LEVEL)
             raise line.fail(
-                f"{v} appears twice in one product; squares are not supported yet (a formula "
-                f"cannot write them back: `{v}:{v}` means {v} in R). Add a column such as "
-                f"{v}_sq = {v}**2 to the data and use it instead", f.pos)
+                f"{v} appears twice in one product (`{v}:{v}` means {v} in R); for a square "
+                f"write I({v}^2), or poly({v}, 2) for orthogonal polynomials", f.pos)
         seen.add(f.name)
     return tuple(f.name for f in term if f.kind == "var")
 
@@ -348,6 +354,8 @@ def check_equation(line: Line, level: int, block_of: Callable[[Factor], int],
 
 def quote(var: str, randoms: dict[str, str]) -> str:
     """A variable as the equations write it: backticks unless it reads as a variable."""
+    if is_call(var):
+        return var
     plain = re.fullmatch(r"[^\W\d][\w.]*", var) and classify(var, 1, randoms).kind == "var"
     return var if plain else f"`{var}`"
 

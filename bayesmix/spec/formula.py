@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from bayesmix.errors import SpecError
+from bayesmix.spec.transforms import CALLS, call_at, is_call, parse_call
 
 Term = tuple[str, ...]  # variables of one term, in written order; () is the intercept
 
@@ -108,6 +109,11 @@ class _Parser:
                 self.fail(f"unexpected character {text[i]!r}", i + 1)
             if m.group("quoted"):
                 self.tokens.append(("name", m.group("quoted")[1:-1], i + 1))
+            elif m.group("name") and call_at(text, i, m.group("name")):
+                transform, end = parse_call(text, i)
+                self.tokens.append(("name", transform.name, i + 1))
+                i = end
+                continue
             elif m.group("name"):
                 self.tokens.append(("name", m.group("name"), i + 1))
             elif m.group("number"):
@@ -258,8 +264,8 @@ class _Parser:
             v = _quote(twice[0])
             self.fail(
                 f"{v} is multiplied by itself; in R `{v}:{v}` and `{v}*{v}` mean just {v}, so "
-                f"write {v} alone, or for a square add a column such as {v}_sq = {v}**2 to the "
-                f"data (transformations such as I({v}^2) are not supported yet)",
+                f"write {v} alone, or I({v}^2) for a square (poly({v}, 2) for orthogonal "
+                "polynomials)",
                 pos,
             )
         return a + b
@@ -271,10 +277,9 @@ class _Parser:
             nxt = self.peek()
             if nxt is not None and nxt[1] == "(":
                 self.fail(
-                    f"function calls such as {text}(...) are not supported in formulas yet; "
-                    "add the transformed variable as a column of the data (categorical coding "
-                    "is automatic for text columns; set `categorical=` for numeric codes)",
-                    pos,
+                    f"unknown function {text}(); a formula's variables may be calls of "
+                    f"{', '.join(CALLS)}, or add the transformed variable as a column of the "
+                    "data", pos,
                 )
             return [(text,)], None
         if kind == "number":
@@ -346,4 +351,6 @@ def parse_formula(text: str) -> ParsedFormula:
 
 
 def _quote(name: str) -> str:
+    if is_call(name):
+        return name
     return name if re.fullmatch(r"[^\W\d][\w.]*", name) else f"`{name}`"

@@ -27,6 +27,7 @@ from bayesmix.spec.family_syntax import (
     split_link_line,
 )
 from bayesmix.spec.terms import STRUCTURES, Coefficient, FixedTerm, Gamma, RandomTerm
+from bayesmix.spec.transforms import Transform, is_call, parse_transform
 
 __all__ = ["STRUCTURES", "Coefficient", "FixedTerm", "Gamma", "RandomTerm", "Spec"]
 
@@ -118,6 +119,7 @@ class Spec:
         object.__setattr__(self, "family", get_family(self.family))
         check_family_columns(self.family, self.trials, self.exposure, self.outcome)
         validate_spec(self)
+        _ = self.transforms  # a malformed call in a programmatic Spec fails here
 
     def __repr__(self) -> str:
         from bayesmix.reprs import spec_text
@@ -386,6 +388,26 @@ class Spec:
             (self.outcome, *extra, *self.factor_columns, *self.level1_variables,
              *self.level2_variables, *self.random_variables)
         )
+
+    @property
+    def transforms(self) -> dict[str, Transform]:
+        """The transformed variables (``log(x)``, ``group(SES)`` ...) by name, parsed once."""
+        cached = self.__dict__.get("_transforms")
+        if cached is None:
+            cached = {v: parse_transform(v) for v in self.variables if is_call(v)}
+            object.__setattr__(self, "_transforms", cached)
+        return cached
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every data column the model reads.
+
+        :attr:`variables` with each transformed variable replaced by the columns it is
+        computed from.
+        """
+        transforms = self.transforms
+        return _unique(c for v in self.variables
+                       for c in (transforms[v].columns if v in transforms else (v,)))
 
     @property
     def predictors(self) -> tuple[str, ...]:
