@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and editors
     from bayesmix.spec import Coefficient, Gamma, RandomTerm, Spec
     from bayesmix.stats import ClusterStats, cluster_stats, stream_cluster_stats
     from bayesmix.variance import VariancePartition, variance
+    from bayesmix.weights import Weights
 
 _LAZY: dict[str, str] = {
     "fit": "bayesmix.api",
@@ -112,6 +113,7 @@ _LAZY: dict[str, str] = {
     "ClusterStats": "bayesmix.stats",
     "cluster_stats": "bayesmix.stats",
     "stream_cluster_stats": "bayesmix.stats",
+    "Weights": "bayesmix.weights",
 }
 """Where each public name lives: imported on first use, so that ``import bayesmix`` for a spec,
 a design, a REML fit or equations does not import PyMC, PyTensor or ArviZ (about 1.2 s)."""
@@ -149,6 +151,7 @@ __all__ = [
     "SpecError",
     "Summary",
     "VariancePartition",
+    "Weights",
     "align_reml",
     "build_design",
     "build_model",

@@ -16,6 +16,7 @@ from bayesmix.priors import Priors
 from bayesmix.sampling import sample
 from bayesmix.settings import SamplerSettings
 from bayesmix.spec.model import Spec
+from bayesmix.weights import Weights
 
 
 def load_data(spec: Spec) -> pd.DataFrame:
@@ -56,6 +57,7 @@ def fit(
     likelihood: str | None = None,
     progressbar: bool | None = None,
     missing: Literal["error", "drop"] = "error",
+    weights: Weights | None = None,
 ) -> Fit:
     """Specify → design → build → sample, in one call.
 
@@ -72,6 +74,9 @@ def fit(
         See :class:`SamplerSettings`.
     missing : {"error", "drop"}
         See :func:`build_design`.
+    weights : Weights, optional
+        Sampling weights (:mod:`bayesmix.weights`); defaults to the model file's
+        ``[weights]``.
 
     Returns
     -------
@@ -79,6 +84,8 @@ def fit(
     """
     if not isinstance(spec, Spec):
         spec = Spec.from_file(spec)
+    if weights is not None:
+        spec = spec.with_options(weights=weights)
     if data is None:
         data = load_data(spec)
     base = settings or spec.sampler or SamplerSettings()

@@ -268,6 +268,7 @@ def build_model(
             raise SpecError("shared_data=True with several grouping factors needs the nested "
                             "collapsed form (likelihood='collapsed')")
         return _build_factors(design, rp, form, shared_data)
+    _weights_form(design, form, likelihood)
     coords = dict(design.coords)
     if form == "rows":
         coords[nt.DIM_ROW] = list(range(design.n))
@@ -284,7 +285,7 @@ def build_model(
         else:
             stats = (stats if stats is not None else cluster_stats(design, scaling=sc))
             stats = stats.to_scaling(sc)
-            jacobian = sc.log_jacobian(int(stats.n.sum()))
+            jacobian = sc.log_jacobian(stats.n_total)
             if form == "sufficient":
                 graph.update(_sufficient(stats, beta_std, chol_std, sigma_std, shared_data))
                 graph["loglik"] = graph["loglik"] + jacobian
@@ -297,14 +298,31 @@ def build_model(
     return BuiltModel(model, design, rp, form, stats, graph)
 
 
+def _weights_form(design: Design, form: str, likelihood: str) -> None:
+    """Refuse a likelihood form that cannot carry sampling weights.
+
+    The weights live in the statistics: the collapsed form (and, with level-1 weights only,
+    the sufficient one) carries them; the row-wise form does not.
+    """
+    if (design.weights1 is None and design.weights2 is None) or likelihood == "auto":
+        return
+    if form == "rows" or (form == "sufficient" and design.weights2 is not None):
+        raise SpecError(
+            f"sampling weights enter through the weighted statistics: use likelihood='collapsed'"
+            f" (or 'auto'), not {form!r}")
+
+
 def stats_data(built: BuiltModel, design: Design) -> dict[str, np.ndarray]:
     """New data for a shared-data model (``pm.set_data(stats_data(built, d), built.model)``).
 
     The statistics of ``design`` on the model's standardised scale, named as in the graph.
     """
     st = cluster_stats(design, scaling=built.scaling)
-    return {"XX": st.XX, "XZ": st.XZ, "ZZ": st.ZZ, "Xy": st.Xy, "Zy": st.Zy, "yy": st.yy,
-            "n_j": st.n.astype(float)}
+    out = {"XX": st.XX, "XZ": st.XZ, "ZZ": st.ZZ, "Xy": st.Xy, "Zy": st.Zy, "yy": st.yy,
+           "n_j": st.n.astype(float)}
+    if st.weight is not None:
+        out["w_j"] = st.weight
+    return out
 
 
 def _fixed_effects(rp: ResolvedPriors, p: int):
@@ -421,4 +439,6 @@ def _sufficient(stats: ClusterStats, beta, chol, sigma, shared: bool = False) ->
 
 def _collapsed(stats: ClusterStats, beta, chol, sigma, shared: bool = False):
     XX, XZ, ZZ, Xy, Zy, yy, n = _stats_inputs(stats, shared)
-    return collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, q=stats.q, p=stats.p)
+    weight = None if stats.weight is None else _data("w_j", stats.weight, shared)
+    return collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, q=stats.q, p=stats.p,
+                            weight=weight)

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from bayesmix.stats import ClusterStats
 
 
-def collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, *, q: int, p: int = 1):
+def collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, *, q: int, p: int = 1,
+                     weight=None):
     """Marginal log-likelihood Σ_j log N(y_j | X_jγ, σ²I + Z_jTZ_jᵀ) from cross-products.
 
     Parameters
@@ -41,6 +42,9 @@ def collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, *, q: int, p:
     q : int
     p : int
         Columns of X; 0 drops the fixed part (a model with no fixed effects).
+    weight : tensor (J,), optional
+        Level-2 sampling weights w_j: Σ_j w_j ℓ_j (:mod:`bayesmix.weights`; the level-1
+        weights are already in the cross-products and n_j).
 
     Returns
     -------
@@ -53,10 +57,10 @@ def collapsed_loglik(XX, XZ, ZZ, Xy, Zy, yy, n, beta, chol, sigma, *, q: int, p:
         rr = rr - 2 * pt.dot(Xy, beta) + pt.dot(XX.reshape((J, -1)),
                                                pt.outer(beta, beta).ravel())
     zr = [Zy[:, a] - pt.dot(XZ[:, :, a], beta) if p else Zy[:, a] for a in range(q)]  # Z_jᵀr_j
-    return woodbury_loglik(rr, zr, ZZ, n, chol, sigma, q=q)
+    return woodbury_loglik(rr, zr, ZZ, n, chol, sigma, q=q, weight=weight)
 
 
-def woodbury_loglik(rr, zr, ZZ, n, chol, sigma, *, q: int):
+def woodbury_loglik(rr, zr, ZZ, n, chol, sigma, *, q: int, weight=None):
     """Σ_j log N(r_j | 0, σ²I + Z_j L Lᵀ Z_jᵀ) from r_jᵀr_j, Z_jᵀr_j and Z_jᵀZ_j.
 
     Parameters
@@ -71,6 +75,8 @@ def woodbury_loglik(rr, zr, ZZ, n, chol, sigma, *, q: int):
         Lower Cholesky factor L of T.
     sigma : scalar tensor
     q : int
+    weight : tensor (J,), optional
+        Level-2 sampling weights: the clusters' terms are summed with these weights.
 
     Returns
     -------
@@ -92,7 +98,10 @@ def woodbury_loglik(rr, zr, ZZ, n, chol, sigma, *, q: int):
     b = [sum(L[a][i] * zr[a] for a in range(i, q)) / s2 for i in range(q)]  # Lᵀ Z'r / σ²
     logdet_a, w_sq = _unrolled_cholesky_solve(A, b, q)
     quad = rr / s2 - w_sq
-    return -0.5 * pt.sum(n * pt.log(2 * np.pi * s2) + logdet_a + quad)
+    per_cluster = n * pt.log(2 * np.pi * s2) + logdet_a + quad
+    if weight is not None:
+        per_cluster = weight * per_cluster
+    return -0.5 * pt.sum(per_cluster)
 
 
 def _unrolled_cholesky_solve(A, b, q: int):

@@ -43,13 +43,17 @@ class ClusterStats:
     Attributes
     ----------
     n : ndarray of int, shape (J,)
-        Rows per cluster n_j.
+        Rows per cluster n_j (with level-1 sampling weights: Σ_i w_i|j, floats).
     M : ndarray, shape (J, d, d)
-        ``W̃_jᵀ W̃_j`` with ``W̃ = [X̃, Z̃, ỹ]``, the standardised columns of ``scaling``.
+        ``W̃_jᵀ W̃_j`` with ``W̃ = [X̃, Z̃, ỹ]``, the standardised columns of ``scaling``
+        (with level-1 weights: ``Σ_i w_i|j W̃_iᵀW̃_i``).
     p, q : int
         Columns of X and random terms.
     scaling : Scaling
         How the columns were centred and scaled; the slices below are all on that scale.
+    weight : ndarray, shape (J,), or None
+        Level-2 sampling weights w_j: cluster j's log-likelihood counts w_j times
+        (:mod:`bayesmix.weights`); None: 1.
     """
 
     n: np.ndarray
@@ -57,6 +61,17 @@ class ClusterStats:
     p: int
     q: int
     scaling: Scaling
+    weight: np.ndarray | None = None
+
+    @property
+    def w(self) -> np.ndarray:
+        """The level-2 weights, ones when unweighted, shape (J,)."""
+        return np.ones(self.J) if self.weight is None else self.weight
+
+    @property
+    def n_total(self) -> float:
+        """Σ_j w_j n_j: the number of rows the (weighted) likelihood counts."""
+        return float(np.sum(self.w * self.n))
 
     def raw_M(self) -> np.ndarray:
         """Cross-products of the raw columns ``[X, Zq, y]``, ``Aᵀ M A``, shape (J, d, d).
@@ -77,7 +92,8 @@ class ClusterStats:
             return self
         b = self.scaling.full_matrix() @ np.linalg.inv(scaling.full_matrix())
         M = np.einsum("ba,jbc,cd->jad", b, self.M, b)
-        return ClusterStats(n=self.n, M=M, p=self.p, q=self.q, scaling=scaling)
+        return ClusterStats(n=self.n, M=M, p=self.p, q=self.q, scaling=scaling,
+                            weight=self.weight)
 
     @property
     def XX(self) -> np.ndarray:
@@ -123,6 +139,8 @@ def cross_products(
     *,
     scaling: Scaling,
     chunk_rows: int = 262_144,
+    row_weights: np.ndarray | None = None,
+    cluster_weights: np.ndarray | None = None,
 ) -> ClusterStats:
     """Per-cluster ``W̃ᵀW̃``, ``W̃ = [X̃, Z̃, ỹ]`` standardised by ``scaling``, in one pass.
 
@@ -140,6 +158,10 @@ def cross_products(
         Centres and scales (``design.scaling``: :mod:`bayesmix.scaling`).
     chunk_rows : int
         Rows per chunk; bounds the temporary memory at ``chunk_rows · d²`` floats.
+    row_weights : ndarray, shape (n,), optional
+        Level-1 weights w_i|j: ``M_j = Σ_i w_i|j W̃_iᵀW̃_i`` and ``n_j = Σ_i w_i|j``.
+    cluster_weights : ndarray, shape (J,), optional
+        Level-2 weights w_j, kept in :attr:`ClusterStats.weight`.
 
     Returns
     -------
@@ -153,9 +175,13 @@ def cross_products(
         stop = min(start + chunk_rows, n)
         Xs, Zs, ys = scaling.standardize(atoms[start:stop], y[start:stop])
         W = np.concatenate([Xs, Zs, ys[:, None]], axis=1)
+        if row_weights is not None:
+            W = W * np.sqrt(row_weights[start:stop])[:, None]
         upper += _upper_sums(W, cluster_index[start:stop], J)
-    counts = np.bincount(cluster_index, minlength=J)
-    return ClusterStats(n=counts, M=_symmetric(upper, d), p=p, q=q, scaling=scaling)
+    counts = (np.bincount(cluster_index, minlength=J) if row_weights is None
+              else np.bincount(cluster_index, row_weights, J))
+    return ClusterStats(n=counts, M=_symmetric(upper, d), p=p, q=q, scaling=scaling,
+                        weight=cluster_weights)
 
 
 def _upper_sums(W: np.ndarray, index: np.ndarray, J: int) -> np.ndarray:
@@ -201,6 +227,8 @@ def cluster_stats(
         design.atoms, design.y, design.cluster_index, design.J,
         scaling=scaling if scaling is not None else design.scaling,
         chunk_rows=chunk_rows,
+        row_weights=design.weights1,
+        cluster_weights=design.weights2,
     )
 
 

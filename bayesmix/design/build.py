@@ -32,6 +32,7 @@ from bayesmix.notation import (
 )
 from bayesmix.scaling import Scaling
 from bayesmix.spec.model import Spec
+from bayesmix.weights import survey_weights
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,10 @@ class Design:
         The constants of the transformed variables, computed on these rows (group and grand
         means, scale(), poly() recurrence; :mod:`bayesmix.design.derive`), to transform new
         data the same way.
+    weights1 : ndarray, shape (n,), or None
+        The scaled level-1 sampling weights w*_i|j (:mod:`bayesmix.weights`); None: unweighted.
+    weights2 : ndarray, shape (J,), or None
+        The scaled level-2 sampling weights w*_j per cluster; None: unweighted.
     trials : ndarray, shape (n,), or None
         Number of trials n_i of a binomial outcome.
     offset : ndarray, shape (n,), or None
@@ -128,6 +133,8 @@ class Design:
     data: pd.DataFrame = field(repr=False)
     levels: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     fitted: dict = field(default_factory=dict, repr=False)
+    weights1: np.ndarray | None = field(default=None, repr=False)
+    weights2: np.ndarray | None = field(default=None, repr=False)
     groupings: tuple[Grouping, ...] = field(default=(), repr=False)
     effects: tuple[FactorEffects, ...] = field(default=(), repr=False)
     trials: np.ndarray | None = field(default=None, repr=False)
@@ -310,6 +317,7 @@ def build_design(
             )
     primary = next(g for g in groupings if g.name == spec.cluster)
     codes, clusters, J = primary.index, list(primary.levels), primary.J
+    weights1, weights2 = _weights(spec, data, codes, tuple(clusters))
     coder = Coder(spec, data, groupings=groupings)
     validate.check_level2(spec, coder.raw, codes, clusters)
     first_row = np.full(J, -1)
@@ -413,11 +421,31 @@ def build_design(
         data=data[list(spec.columns)].copy(),
         levels=dict(coder.levels),
         fitted=dict(coder.fitted),
+        weights1=weights1,
+        weights2=weights2,
         groupings=groupings,
         effects=effects,
         trials=trials,
         offset=log_exposure,
     )
+
+
+def _weights(spec: Spec, data: pd.DataFrame, codes: np.ndarray,
+             clusters: tuple[str, ...]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The scaled sampling weights of the rows and clusters, or (None, None)."""
+    if spec.weights is None:
+        return None, None
+    if not spec.single_factor:
+        raise DataError(
+            "sampling weights are built for models with one grouping factor (two levels); "
+            f"this model has {', '.join(spec.groupings)}")
+    if not spec.family.is_gaussian:
+        raise DataError(
+            f"sampling weights are built for the Gaussian family; a {spec.family.name} model "
+            "cannot take them yet")
+    w1, w2 = survey_weights(spec.weights, data, codes, clusters, spec.cluster)
+    return (w1 if spec.weights.level1 is not None else None,
+            w2 if spec.weights.level2 is not None else None)
 
 
 def _columns_of(spec: Spec, grouping: str) -> tuple[str, ...]:

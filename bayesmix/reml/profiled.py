@@ -140,7 +140,9 @@ class PLSSolution:
         log|L_θ|² = 2 Σ log diag(L_j).
     logdet_rx : float
         log|R_X|².
-    n, p : int
+    n : float
+        Rows (Σ_j w_j Σ_i w_i|j with sampling weights).
+    p : int
     """
 
     theta: np.ndarray
@@ -152,7 +154,7 @@ class PLSSolution:
     pwrss: float
     logdet_l: float
     logdet_rx: float
-    n: int
+    n: float
     p: int
 
     def sigma(self, method: Method) -> float:
@@ -202,15 +204,17 @@ def solve_pls(theta: np.ndarray, stats: ClusterStats) -> PLSSolution | None:
     LtZy = Zy @ lam  # Λᵀ Z_jᵀy_j, (J, q)
     rzx = np.linalg.solve(L, LtZX)  # (J, q, p)
     cu = np.linalg.solve(L, LtZy[..., None])[..., 0]  # (J, q)
-    xtx = stats.XX.sum(axis=0) - np.einsum("jqa,jqb->ab", rzx, rzx)
-    rhs = stats.Xy.sum(axis=0) - np.einsum("jqa,jq->a", rzx, cu)
+    # Level-2 sampling weights w_j (bayesmix.weights): cluster j counts w_j times.
+    w = stats.w
+    xtx = np.einsum("j,jab->ab", w, stats.XX) - np.einsum("j,jqa,jqb->ab", w, rzx, rzx)
+    rhs = np.einsum("j,ja->a", w, stats.Xy) - np.einsum("j,jqa,jq->a", w, rzx, cu)
     try:
         rx = np.linalg.cholesky(xtx)
     except np.linalg.LinAlgError:
         return None
     cbeta = linalg.solve_triangular(rx, rhs, lower=True)
     beta = linalg.solve_triangular(rx.T, cbeta, lower=False)
-    pwrss = float(stats.yy.sum() - np.sum(cu**2) - np.sum(cbeta**2))
+    pwrss = float(w @ stats.yy - w @ np.sum(cu**2, axis=1) - np.sum(cbeta**2))
     if not np.isfinite(pwrss) or pwrss <= 0.0:
         return None
     resid = cu - rzx @ beta  # (J, q)
@@ -225,9 +229,9 @@ def solve_pls(theta: np.ndarray, stats: ClusterStats) -> PLSSolution | None:
         u_spherical=u_sph,
         rx=rx,
         pwrss=pwrss,
-        logdet_l=float(2.0 * np.log(diag_l).sum()),
+        logdet_l=float(2.0 * w @ np.log(diag_l).sum(axis=1)),
         logdet_rx=float(2.0 * np.log(np.diag(rx)).sum()),
-        n=int(stats.n.sum()),
+        n=stats.n_total,
         p=p,
     )
 

@@ -23,6 +23,7 @@ from bayesmix.reml.profiled import (
 )
 from bayesmix.spec.model import Spec
 from bayesmix.stats import cluster_stats
+from bayesmix.weights import Weights
 
 SINGULAR_TOL = 1e-4
 """θ diagonal elements below this count as 0, as in lme4's ``isSingular(tol = 1e-4)``."""
@@ -247,6 +248,7 @@ def fit_reml(
     method: Literal["REML", "ML"] = "REML",
     start: np.ndarray | None = None,
     nAGQ: int = 1,
+    weights: Weights | None = None,
 ) -> REMLFit:
     """Fit a multilevel model by REML or ML (the numbers of lme4's ``lmer``).
 
@@ -278,6 +280,9 @@ def fit_reml(
         Starting θ (lme4's Λ = I by default).
     nAGQ : int
         Non-Gaussian families: 1 (Laplace) or the number of quadrature points.
+    weights : Weights, optional
+        Sampling weights (with a Spec): the pseudo-likelihood of :mod:`bayesmix.weights`,
+        maximised (ML) or restricted like repeated rows (REML).
 
     Returns
     -------
@@ -288,11 +293,16 @@ def fit_reml(
     if method not in ("REML", "ML"):
         raise BayesmixError(f"method must be 'REML' or 'ML', not {method!r}")
     if isinstance(spec_or_design, Design):
+        if weights is not None:
+            raise BayesmixError("weights= goes with a Spec; a Design has its weights already "
+                                "(build_design(spec.with_options(weights=...), data))")
         design = spec_or_design
     elif isinstance(spec_or_design, Spec):
         if data is None:
             raise BayesmixError("fit_reml(spec, data): give the data with a Spec")
-        design = build_design(spec_or_design, data)
+        spec = spec_or_design if weights is None else spec_or_design.with_options(
+            weights=weights)
+        design = build_design(spec, data)
     else:
         raise BayesmixError(
             f"fit_reml takes a Spec (with data) or a Design, not {type(spec_or_design).__name__}"
@@ -304,6 +314,9 @@ def fit_reml(
     if nAGQ != 1:
         raise BayesmixError("nAGQ is for the Laplace / quadrature fit of a non-Gaussian family")
     if not (design.single_factor and design.effects[0].single_unstructured):
+        if design.weights1 is not None or design.weights2 is not None:
+            raise BayesmixError("sampling weights are built for one unstructured block of "
+                                "random effects (no ||); fit this model without weights")
         if start is not None:
             raise BayesmixError("start= is only taken for one unstructured block")
         from bayesmix.reml.factors import fit_reml_factors
@@ -348,7 +361,7 @@ def fit_reml(
     beta = sc.beta_from_std(sol.beta)
     b = sc.u_from_std(sol.b)
     theta = theta_from_covariance(cov_u, sigma)
-    criterion = sol.criterion(method) + sc.criterion_offset(design.n, method)
+    criterion = sol.criterion(method) + sc.criterion_offset(stats.n_total, method)
     fixed = list(design.fixed_names)
     rnames = list(design.random_names)
     clusters = pd.Index(design.clusters, name=design.spec.cluster)

@@ -25,6 +25,10 @@ Format (every key but the model's equations or formula is optional)::
     eta = 2
     sigma = { dist = "HalfStudentT", nu = 3, sigma = 0.05 }
     beta.g10 = { dist = "Normal", mu = 0, sigma = 0.01 }
+    [weights]                          # sampling weights (bayesmix.weights)
+    level1 = "w_student"
+    level2 = "w_school"
+    scale = "size"
     [sampler]                          # SamplerSettings
     draws = 1000
     chains = 4
@@ -44,13 +48,13 @@ from bayesmix.spec.model import Spec
 _KEYS = {
     "name", "description", "data", "cluster", "equations", "formula", "categorical",
     "reference", "priors", "sampler", "level2", "levels", "crossed", "diagonal",
-    "family", "trials", "exposure",
+    "family", "trials", "exposure", "weights",
 }
 _TEXT_KEYS = ("name", "description", "data", "cluster", "equations", "formula", "family",
               "trials", "exposure")
 _NAMES_KEYS = ("categorical", "level2", "levels", "crossed")
 _GROUPING_KEYS = ("cluster", "levels", "crossed")
-_TABLE_KEYS = ("reference", "priors", "sampler")
+_TABLE_KEYS = ("reference", "priors", "sampler", "weights")
 
 
 def _toml_type(value: object) -> str:
@@ -178,6 +182,11 @@ def read_model_file(path: str | Path) -> Spec:
     sampler = _section(
         path, "sampler", raw, lambda d: SamplerSettings.from_dict(d, where="[sampler]")
     )
+    weights = _section(path, "weights", raw, lambda d: d)
+    try:
+        spec = spec.with_options(weights=weights) if weights is not None else spec
+    except SpecError as exc:
+        raise SpecError(f"{path}: [weights]: {exc}") from None
     return spec.with_options(data_path=data_path, priors=priors, sampler=sampler)
 
 

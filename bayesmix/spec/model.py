@@ -28,6 +28,7 @@ from bayesmix.spec.family_syntax import (
 )
 from bayesmix.spec.terms import STRUCTURES, Coefficient, FixedTerm, Gamma, RandomTerm
 from bayesmix.spec.transforms import Transform, is_call, parse_transform
+from bayesmix.weights import Weights
 
 __all__ = ["STRUCTURES", "Coefficient", "FixedTerm", "Gamma", "RandomTerm", "Spec"]
 
@@ -77,6 +78,9 @@ class Spec:
         Column of the number of trials n_i of a binomial outcome.
     exposure : str or None
         Column of the exposure t_i > 0 of a Poisson outcome (η gains the offset log t_i).
+    weights : Weights or None
+        Sampling weights at level 1 and/or level 2 (:mod:`bayesmix.weights`; a dict such as
+        ``{"level1": "w"}`` is turned into one).
     name : str or None
         A short model name (model files set it).
     data_path : Path or None
@@ -97,6 +101,7 @@ class Spec:
     family: Family = GAUSSIAN
     trials: str | None = None
     exposure: str | None = None
+    weights: Weights | None = None
     name: str | None = None
     data_path: Path | None = field(default=None, compare=False)
     priors: Priors | None = field(default=None, compare=False)
@@ -117,6 +122,7 @@ class Spec:
         if isinstance(self.variable_levels, dict):
             object.__setattr__(self, "variable_levels", tuple(self.variable_levels.items()))
         object.__setattr__(self, "family", get_family(self.family))
+        object.__setattr__(self, "weights", Weights.coerce(self.weights))
         check_family_columns(self.family, self.trials, self.exposure, self.outcome)
         validate_spec(self)
         _ = self.transforms  # a malformed call in a programmatic Spec fails here
@@ -406,8 +412,10 @@ class Spec:
         computed from.
         """
         transforms = self.transforms
-        return _unique(c for v in self.variables
-                       for c in (transforms[v].columns if v in transforms else (v,)))
+        weights = self.weights.columns if self.weights is not None else ()
+        return _unique([*(c for v in self.variables
+                          for c in (transforms[v].columns if v in transforms else (v,))),
+                        *weights])
 
     @property
     def predictors(self) -> tuple[str, ...]:

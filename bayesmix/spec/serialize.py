@@ -29,6 +29,9 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
         "trials": spec.trials,
         "exposure": spec.exposure,
         "name": spec.name,
+        "weights": None if spec.weights is None else {
+            "level1": spec.weights.level1, "level2": spec.weights.level2,
+            "scale": spec.weights.scale},
     }
 
 
@@ -60,4 +63,5 @@ def spec_from_dict(values: dict[str, Any]) -> Spec:
         trials=values.get("trials"),
         exposure=values.get("exposure"),
         name=values.get("name"),
+        weights=values.get("weights"),
     )
