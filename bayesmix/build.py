@@ -269,14 +269,20 @@ def build_model(
                             "collapsed form (likelihood='collapsed')")
         return _build_factors(design, rp, form, shared_data)
     _weights_form(design, form, likelihood)
+    if design.sigma_index is not None:
+        form = _sigma_by_form(design, form, likelihood)
     coords = dict(design.coords)
     if form == "rows":
         coords[nt.DIM_ROW] = list(range(design.n))
+    sigma_dims = {}
+    if design.sigma_index is not None:
+        coords[nt.DIM_SIGMA] = list(design.sigma_levels)
+        sigma_dims = {"dims": nt.DIM_SIGMA}
     with pm.Model(coords=coords) as model:
         beta_std = _fixed_effects(rp, design.p)
         chol_std, initvals = _covariance(rp, design)
-        sigma_std = _rv(rp.std_sigma(), nt.SIGMA_STD)
-        pm.Deterministic(nt.SIGMA, sc.y_scale * sigma_std)
+        sigma_std = _rv(rp.std_sigma(), nt.SIGMA_STD, **sigma_dims)
+        pm.Deterministic(nt.SIGMA, sc.y_scale * sigma_std, **sigma_dims)
         graph: dict[str, Any] = {nt.BETA_STD: beta_std, nt.SIGMA_STD: sigma_std,
                                  nt.CHOL_STD: chol_std, "initvals": initvals}
         if form == "rows":
@@ -296,6 +302,17 @@ def build_model(
                 )
                 pm.Potential("loglik_marginal", graph["loglik"])
     return BuiltModel(model, design, rp, form, stats, graph)
+
+
+def _sigma_by_form(design: Design, form: str, likelihood: str) -> str:
+    """A residual SD per group (``sigma_by``) is sampled in the row-wise form."""
+    if design.weights1 is not None or design.weights2 is not None:
+        raise SpecError("sigma_by with sampling weights is fitted by fit_reml only; the Bayesian "
+                        "fit takes one of them")
+    if likelihood not in ("auto", "rows"):
+        raise SpecError(f"sigma_by (a residual SD per {design.spec.sigma_by}) is sampled in the "
+                        f"row-wise form: use likelihood='rows' (or 'auto'), not {likelihood!r}")
+    return "rows"
 
 
 def _weights_form(design: Design, form: str, likelihood: str) -> None:
@@ -405,6 +422,8 @@ def _rows(design: Design, sc: Scaling, beta, chol, sigma, shared: bool = False) 
     # The mean on the original scale: m + s_y (X̃β̃ + Z̃ũ); residuals are formed there.
     xb = pt.dot(X, beta) if design.p else 0.0
     mu = sc.y_center + sc.y_scale * (xb + pt.sum(Zq * u[idx], axis=-1))
+    if design.sigma_index is not None:  # σ_s of each row's group (sigma_by)
+        sigma = sigma[_data("sigma_index", design.sigma_index, shared)]
     sd = sc.y_scale * sigma
     pm.Normal(nt.Y, mu=mu, sigma=sd, observed=y, dims=nt.DIM_ROW)
     loglik = pt.sum(pm.logp(pm.Normal.dist(mu=mu, sigma=sd), y))

@@ -61,6 +61,8 @@ def cluster_marginal_loglik(fit, draws: FlatDraws | None = None, *,
     design = fit.design
     unit = marginal_unit(design)
     draws = draws or flat_draws(fit)
+    if design.sigma_index is not None:  # one factor only (build_design)
+        return unit, _gaussian_by_group(design, draws)
     if design.family.is_gaussian and design.single_factor:
         return unit, _gaussian_from_stats(fit, draws)
     grouping = next(g for g in design.groupings if g.name == unit)
@@ -295,6 +297,45 @@ def _gaussian_from_stats(fit, draws: FlatDraws) -> np.ndarray:
         rr *= -0.5
         rr -= jacobian
         out[s] = rr
+    return out
+
+
+def _gaussian_by_group(design, draws: FlatDraws) -> np.ndarray:
+    """Exact ℓ_j, shape (S, J), with a residual SD per group (``sigma_by``).
+
+    ``V_j = Z_j T Z_jᵀ + D_j``, ``D_j = diag(σ²_s(i))``: the Woodbury identity with the
+    cross-products of each group's rows divided by its σ_s² (:mod:`bayesmix.reml.varident`).
+    """
+    from bayesmix.reml.varident import group_stats
+
+    groups = group_stats(design)
+    sc = groups[0].scaling
+    p, q, J = groups[0].p, groups[0].q, design.J
+    n = sum(g.n for g in groups).astype(float)
+    name = design.effects[0].name
+    out = np.empty((draws.S, J))
+    for lo in range(0, draws.S, 64):
+        s = slice(lo, min(draws.S, lo + 64))
+        b = sc.beta_to_std(draws.beta[s])                          # (S, p)
+        L = np.linalg.cholesky(sc.cov_to_std(draws.cov[name][s]))  # (S, q, q)
+        s2 = (draws.sigma[s] / sc.y_scale) ** 2                     # (S, G)
+        rr = np.zeros((b.shape[0], J))
+        zr = np.zeros((b.shape[0], J, q))
+        zz = np.zeros((b.shape[0], J, q, q))
+        nlog = np.zeros((b.shape[0], J))
+        for g, st in enumerate(groups):
+            inv = 1.0 / s2[:, g]
+            bb = (b[:, :, None] * b[:, None, :]).reshape(-1, p * p)
+            rr += inv[:, None] * (st.yy[None] - 2 * b @ st.Xy.T
+                                  + bb @ st.XX.reshape(J, p * p).T)
+            zr += inv[:, None, None] * (st.Zy[None] - np.tensordot(b, st.XZ, axes=([1], [1])))
+            zz += inv[:, None, None, None] * st.ZZ[None]
+            nlog += st.n[None, :] * np.log(2 * np.pi * s2[:, g])[:, None]
+        A = np.einsum("sab,sjbc,scd->sjad", np.swapaxes(L, 1, 2), zz, L)
+        A += np.eye(q)
+        rhs = np.einsum("sjb,sbd->sjd", zr, L)                     # Lᵀ Zᵀ D⁻¹ r
+        logdet, ww = _small_cholesky_solve(A, rhs)
+        out[s] = -0.5 * (nlog + logdet + rr - ww) - n * np.log(sc.y_scale)
     return out
 
 

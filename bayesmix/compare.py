@@ -278,7 +278,16 @@ def compare(fit: Any, reml: REMLFit) -> Comparison:
         draws = np.stack([corr[i, j] for i, j in pairs])
         est = np.array([reml.corr_u.iloc[i, j] for i, j in pairs])
         add(CORR_U, labels, draws, est, np.full(len(pairs), np.nan))
-    if SIGMA in post:  # the Gaussian family's σ
+    if SIGMA in post and design.sigma_index is not None:  # σ_s per group (sigma_by)
+        if reml.sigma_by is None:
+            raise BayesmixError("the Bayesian fit has a residual SD per "
+                                f"{design.spec.sigma_by}; the REML fit has one σ: fit it with "
+                                "the same spec (fit_reml(fit.spec, data))")
+        sig = _draws(post[SIGMA]).to_numpy().reshape(len(design.sigma_levels), -1)
+        add(SIGMA, [f"sigma[{g}]" for g in design.sigma_levels], sig,
+            reml.sigma_by.loc[list(design.sigma_levels)].to_numpy(),
+            np.full(len(design.sigma_levels), np.nan))
+    elif SIGMA in post:  # the Gaussian family's σ
         sig = _draws(post[SIGMA]).to_numpy()[None, :]
         add(SIGMA, ["sigma"], sig, np.array([reml.sigma]), np.array([np.nan]))
     table = rows.table()

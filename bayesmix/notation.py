@@ -12,6 +12,8 @@ U_qj       random effect of β_q in cluster j              ``u`` (dims cluster �
 T          Cov(U_j), LKJ prior on its correlations        ``sd_u`` (dim random), ``corr_u``
                                                           (dims random × random2), ``chol_u``
 ε_ij / e   residual, N(0, σ²)                             ``sigma``; residuals ``e``
+σ_s        residual SD of group s (``sigma_by``: σ² per   ``sigma`` (dim ``sigma_group``)
+           level of a column, HLM's heterogeneous σ²)
 =========  =============================================  ================================
 
 The mixed form stacks the equations as ``Y = Xβ + Zu + e`` with ``β = (γ_00, γ_10, ...)``.
@@ -45,6 +47,7 @@ DIM_RANDOM = "random"
 DIM_RANDOM2 = "random2"
 DIM_LEVEL1 = "level1"
 DIM_ROW = "row"
+DIM_SIGMA = "sigma_group"
 
 INTERCEPT = "(Intercept)"
 

@@ -80,7 +80,9 @@ def flat_draws(fit) -> FlatDraws:
     post = post.to_dataset() if isinstance(post, xr.DataTree) else post
     design = fit.design
     beta = _stack(post[nt.BETA], nt.DIM_FIXED)
-    sigma = _stack(post[nt.SIGMA]) if nt.SIGMA in post else None
+    sigma = None
+    if nt.SIGMA in post:  # (S,), or (S, G) with a residual SD per group (sigma_by)
+        sigma = _stack(post[nt.SIGMA], *[d for d in post[nt.SIGMA].dims if d == nt.DIM_SIGMA])
     us: dict[str, np.ndarray] = {}
     covs: dict[str, np.ndarray] = {}
     for fe in design.effects:
@@ -96,6 +98,15 @@ def flat_draws(fit) -> FlatDraws:
                 else np.broadcast_to(np.eye(fe.q), (sd.shape[0], fe.q, fe.q)))
         covs[fe.name] = corr * sd[:, :, None] * sd[:, None, :]
     return FlatDraws(beta, sigma, us, covs, post.sizes["chain"], post.sizes["draw"])
+
+
+def row_sigma(design, sigma: np.ndarray | None, rows: slice | np.ndarray) -> np.ndarray | None:
+    """σ of every draw for some rows, shape (S, rows) or (S, 1) when one σ serves all."""
+    if sigma is None:
+        return None
+    if sigma.ndim == 2:  # sigma_by: the SD of each row's group
+        return sigma[:, design.sigma_index[rows]]
+    return sigma[:, None]
 
 
 def row_chunks(n: int, S: int, budget: int = 4_000_000) -> Iterator[slice]:
@@ -143,7 +154,7 @@ def observation_loglik(fit, rows: slice | np.ndarray | None = None,
     rows = slice(None) if rows is None else rows
     eta = linear_predictor_rows(design, draws, rows)
     trials = None if design.trials is None else design.trials[rows]
-    sigma = None if draws.sigma is None else draws.sigma[:, None]
+    sigma = row_sigma(design, draws.sigma, rows)
     return design.family.loglik(design.y[rows], eta, trials, sigma=sigma)
 
 

@@ -208,8 +208,10 @@ def predict(
     X = cols.X
     post = fit.posterior
     beta = post[nt.BETA].transpose("chain", "draw", nt.DIM_FIXED).to_numpy()
-    sigma = (post[nt.SIGMA].transpose("chain", "draw").to_numpy()
+    sigma = (post[nt.SIGMA].transpose("chain", "draw", ...).to_numpy()
              if family.is_gaussian else None)
+    if sigma is not None and sigma.ndim == 3:  # sigma_by: each new row's group's σ_s
+        sigma = sigma[..., _sigma_groups(design, new_data)]
     c, d = beta.shape[:2]
     offset = (np.log(new_data[spec.exposure].to_numpy(dtype=float))
               if spec.exposure is not None else None)
@@ -243,7 +245,8 @@ def predict(
         if not family.is_gaussian and scale == "response":
             mu = family.linkinv(mu)
         if kind == "y" and sigma is not None:
-            mu += sigma[..., None] * _noise(e_seqs, a, b, c, d)
+            sd = sigma[..., None] if sigma.ndim == 2 else sigma[..., a:b]
+            mu += sd * _noise(e_seqs, a, b, c, d)
         elif kind == "y":
             mu = _family_draws(family, mu, None if trials is None else trials[a:b],
                                _noise(e_seqs, a, b, c, d))
@@ -304,6 +307,21 @@ def _unit_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     for part in parts[1:]:
         out = np.char.add(np.char.add(out.astype(str), ":"), part.astype(str))
     return np.asarray(out, dtype=object)
+
+
+def _sigma_groups(design, new_data: pd.DataFrame) -> np.ndarray:
+    """The residual-SD group (``sigma_by``) of each new row, as codes into the fitted ones."""
+    column = design.spec.sigma_by
+    if column not in new_data.columns:
+        raise DataError(f"new_data lacks the column {column!r}: kind='y' draws each row's "
+                        f"residual with the SD of its {column}")
+    codes = pd.Index(design.sigma_levels).get_indexer(new_data[column].astype(str))
+    if (codes < 0).any():
+        unseen = sorted(set(new_data[column].astype(str)) - set(design.sigma_levels))
+        raise DataError(f"{column!r} takes values the fit has no residual SD for: "
+                        f"{validate._show(unseen)}; its groups are "
+                        f"{validate._show(design.sigma_levels)}")
+    return codes
 
 
 def _codes(labels: np.ndarray, levels: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -46,6 +46,7 @@ from bayesmix.pointwise import (
     linear_predictor_rows,
     observation_loglik,
     row_chunks,
+    row_sigma,
 )
 
 STORE_LIMIT = 25_000_000
@@ -151,8 +152,9 @@ def add_predictive_groups(fit):
 def draw_y(family, eta: np.ndarray, sigma: np.ndarray | None, trials: np.ndarray | None,
            rng: np.random.Generator) -> np.ndarray:
     """One y per draw and row given η (S, rows) from the family."""
-    if family.is_gaussian:
-        return eta + sigma[:, None] * rng.standard_normal(eta.shape)
+    if family.is_gaussian:  # σ of shape (S,), or (S, rows) with sigma_by
+        scale = sigma[:, None] if sigma.ndim == 1 else sigma
+        return eta + scale * rng.standard_normal(eta.shape)
     mean = family.linkinv(eta)
     if family.name == "bernoulli":
         return (rng.random(eta.shape) < mean).astype(float)
@@ -167,7 +169,8 @@ def _y_draws(design, draws: FlatDraws, rng: np.random.Generator) -> np.ndarray:
     for rows in row_chunks(design.n, draws.S):
         eta = linear_predictor_rows(design, draws, rows)
         trials = None if design.trials is None else design.trials[rows]
-        out[:, rows] = draw_y(design.family, eta, draws.sigma, trials, rng)
+        sigma = None if draws.sigma is None else row_sigma(design, draws.sigma, rows)
+        out[:, rows] = draw_y(design.family, eta, sigma, trials, rng)
     return out
 
 

@@ -191,6 +191,10 @@ def _from_reml(reml: REMLFit, design: Design) -> _Draws:
 
 def _from_fit(fit: Fit) -> _Draws:
     design = fit.design
+    if design.sigma_index is not None:
+        raise BayesmixError(
+            f"variance(): the level-1 variance differs by {design.spec.sigma_by} (sigma_by), so "
+            "there is no single ICC or R²; fit the model without sigma_by for them")
     post = fit.posterior.to_dataset()
     need = [nt.BETA] + ([nt.SD_U] if design.single_factor
                         else [f"{nt.SD_U}_{fe.name}" for fe in design.effects])

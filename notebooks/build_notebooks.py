@@ -1778,6 +1778,171 @@ def glmm_notebook() -> Cells:
     ]
 
 
+# --------------------------------------------------------------------------------------------
+# 07: centring, transformations, sampling weights, heterogeneous σ
+# --------------------------------------------------------------------------------------------
+@notebook("07_centring_transformations_weights")
+def centring_notebook() -> Cells:
+    """R&B ch. 5 centring and contextual effects, R's transformations, weights, σ by group."""
+    return [
+        md(r"""
+            # Centring, contextual effects, transformations, weights and σ by group
+
+            What HLM users write after the random-intercept model, on High School and Beyond
+            (7,185 students in 160 schools) and sleepstudy:
+
+            1. **Centring** (Raudenbush & Bryk, ch. 5): SES centred at its school mean,
+               `group(SES)`; the school mean of SES at level 2, `mean(SES)` (the
+               **contextual effect**); MEANSES centred at its grand mean, `grand(MEANSES)`.
+            2. **Transformations** in formulas and equations: `poly()`, `log()`, `I()`,
+               `scale()`, ordered factors.
+            3. **Sampling weights** at level 1 and level 2 (`bm.Weights`).
+            4. **Heterogeneous level-1 variance**: one residual SD per sector (`sigma_by`).
+
+            Every REML number here equals lme4's or nlme's on the same columns
+            (`tests/test_transforms.py`, `tests/test_weights.py`, `tests/test_sigma_by.py`).
+            """),
+        code(SETUP),
+        md(r"""
+            ## 1. Group-mean centring and the contextual effect
+
+            The model file `models/hsb_contextual.toml` writes the centring in the equations.
+            The equations show the centred terms as R&B write them.
+            """),
+        code("""
+            spec = bm.Spec.from_file("../models/hsb_contextual.toml")
+            hsb = bm.load_data(spec)
+            print(spec.to_formula())
+            bm.equations(spec).levels
+            """),
+        code("""
+            design = bm.build_design(spec, hsb)
+            # the constants the fit keeps and predict re-applies to new data
+            fitted = design.fitted
+            print("grand mean of MEANSES over the 160 schools:",
+                  round(fitted["grand(MEANSES)"].grand, 5),
+                  "| over the 7,185 students:", round(hsb["MEANSES"].mean(), 5))
+            design.X_frame().head()
+            """),
+        md(r"""
+            With SES centred at the school mean, the level-1 slope $\gamma_{10}$ is the
+            **within-school** effect of SES and the coefficient of the school mean,
+            $\gamma_{01}$, the **between-school** effect. With SES centred at the grand mean
+            instead, the coefficient of the school mean is the **contextual effect**, between
+            minus within (R&B, section 5.2): the same model, another parametrisation.
+            """),
+        code("""
+            within_between = bm.Spec.from_equations(
+                "MathAch = b0 + b1*group(SES) + e\\n"
+                "b0 = g00 + g01*mean(SES) + U0\\n"
+                "b1 = g10", cluster="School")
+            contextual = bm.Spec.from_equations(
+                "MathAch = b0 + b1*grand(SES) + e\\n"
+                "b0 = g00 + g01*mean(SES) + U0\\n"
+                "b1 = g10", cluster="School")
+            wb = bm.fit_reml(within_between, hsb)
+            ctx = bm.fit_reml(contextual, hsb)
+            pd.DataFrame({"group-mean centred": wb.beta.to_numpy(),
+                          "grand-mean centred": ctx.beta.to_numpy()},
+                         index=["γ00", "γ10 (SES)", "γ01 (school mean SES)"]).round(3)
+            """),
+        code("""
+            between, within = wb.beta.iloc[2], wb.beta.iloc[1]
+            print(f"between {between:.3f} - within {within:.3f} = {between - within:.3f}"
+                  f" = contextual effect {ctx.beta.iloc[2]:.3f}")
+            """),
+        md(r"""
+            The Bayesian fit of the model file, and a prediction for a student of school
+            1224 whose SES is one unit above the school's (fitted) mean: `group(SES)` is then
+            1 and `mean(SES)` the school's mean in the fitted data.
+            """),
+        code("""
+            fit = bm.fit(spec, hsb, draws=500, tune=500, chains=2, random_seed=7,
+                         progressbar=False)
+            print(bm.summarize(fit, warn=False))
+            school = hsb[hsb["School"] == 1224]
+            new = school.iloc[[0]].assign(SES=school["SES"].mean() + 1.0)
+            bm.predict(fit, new).summary()
+            """),
+        md(r"""
+            ## 2. Transformations
+
+            R's functions are written inline and kept in the design with their fitted
+            constants: `poly(Days, 2)` holds the coefficients of R's orthogonal polynomials,
+            so `predict` evaluates them at new days as R's `predict(poly(...))` does.
+            """),
+        code("""
+            sleep = pd.read_csv("../data/sleepstudy.csv", dtype={"Subject": str})
+            quad = bm.Spec.from_formula("Reaction ~ poly(Days, 2) + (Days | Subject)")
+            print(bm.equations(quad).levels)
+            quad_fit = bm.fit_reml(quad, sleep)
+            print(quad_fit.beta.round(3))
+            logs = bm.fit_reml(bm.Spec.from_formula(
+                "log(Reaction) ~ log(Days + 1) + I(Days^2) + (1 | Subject)"), sleep)
+            print(logs.beta.round(5))
+            """),
+        md(r"""
+            An **ordered** pandas categorical is coded like an ordered factor in R, with
+            orthogonal polynomial contrasts (`.L`, `.Q`, `.C`): linear, quadratic and cubic
+            trends over the periods.
+            """),
+        code("""
+            periods = sleep.assign(period=pd.Categorical(np.minimum(sleep["Days"] // 3, 3),
+                                                         ordered=True))
+            ordered_fit = bm.fit_reml(bm.Spec.from_formula("Reaction ~ period + (1 | Subject)"),
+                                      periods)
+            ordered_fit.beta.round(3)
+            """),
+        md(r"""
+            ## 3. Sampling weights
+
+            HSB has no weights, so this section makes some from its own columns (as if
+            minority students and girls had been sampled at lower rates): $w_{i|j}$ = 1 +
+            [minority] + 0.5 [female] at level 1, and school weights 1, 2, 3 in turn at
+            level 2. Level-1 weights are scaled to sum to each school's size (the default,
+            Asparouhov 2006), level-2 weights to sum to the number of schools.
+            """),
+        code("""
+            weighted = hsb.assign(
+                w_student=1 + (hsb["Minority"] == "Yes") + 0.5 * (hsb["Sex"] == "Female"),
+                w_school=hsb["School"].map({s: 1 + i % 3 for i, s in
+                                            enumerate(sorted(hsb["School"].unique()))}))
+            rc = bm.Spec.from_formula("MathAch ~ SES + (SES | School)")
+            w = bm.Weights(level1="w_student", level2="w_school")
+            table = pd.DataFrame({
+                "unweighted ML": bm.fit_reml(rc, weighted, method="ML").beta,
+                "pseudo-ML": bm.fit_reml(rc, weighted, method="ML", weights=w).beta})
+            table.round(3)
+            """),
+        code("""
+            wfit = bm.fit(rc, weighted, weights=w, draws=500, tune=500, chains=2,
+                          random_seed=8, progressbar=False)
+            print(bm.summarize(wfit, warn=False))
+            """),
+        md(r"""
+            The weighted posterior is a *pseudo-posterior*: its centre is the
+            design-consistent estimate, its spread is not a design-based standard error
+            (README, "Sampling weights").
+
+            ## 4. A residual SD per sector
+
+            HLM's heterogeneous level-1 variance and nlme's `varIdent(form = ~ 1 | Sector)`:
+            `sigma_by="Sector"`.
+            """),
+        code("""
+            het = rc.with_options(sigma_by="Sector")
+            het_reml = bm.fit_reml(het, hsb)
+            print(het_reml)
+            print(bm.equations(het).distributions)
+            """),
+        code("""
+            het_fit = bm.fit(het, hsb, draws=500, tune=500, chains=2, random_seed=9,
+                             progressbar=False)
+            het_fit.posterior["sigma"].mean(("chain", "draw")).to_series().round(3)
+            """),
+    ]
+
+
 def build(name: str) -> nbformat.NotebookNode:
     """The notebook ``name`` with fresh, deterministic cell ids and no outputs."""
     cells = NOTEBOOKS[name]()

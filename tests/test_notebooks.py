@@ -20,6 +20,7 @@ EXPECTED = [
     "04_sleepstudy_correlated_slopes",
     "05_three_levels_and_crossed",
     "06_logistic_and_poisson",
+    "07_centring_transformations_weights",
 ]
 CELL_TIMEOUT = 900  # seconds per cell; a cold PyTensor compile cache makes the first fits slow
 

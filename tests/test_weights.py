@@ -163,3 +163,12 @@ def test_weighted_bayesian_fit_samples_near_the_pseudo_ml_fit(hsb):
     assert fit.design.weights2 is not None
     rec = bm.reconstruct(fit)
     assert rec.max_abs_error < 1e-10
+
+
+def test_weights_with_a_residual_sd_per_group_are_repeated_rows(hsb):
+    spec = bm.Spec.from_formula(FORMULA).with_options(sigma_by="Sector")
+    weighted = bm.fit_reml(spec, hsb, weights=bm.Weights(level1="k", level2="k2",
+                                                         scale="none"))
+    repeated = bm.fit_reml(spec, _repeat_rows(_repeat_clusters(hsb)))
+    _same(weighted, repeated, rtol=1e-6)
+    np.testing.assert_allclose(weighted.sigma_by, repeated.sigma_by, rtol=1e-7)

@@ -339,7 +339,7 @@ def cluster_blocks(design: Design) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def explicit_loglik(
     design: Design, likelihood: str, beta: np.ndarray, u: np.ndarray, chol: np.ndarray,
-    sigma: float, blocks: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    sigma: float | np.ndarray, blocks: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> float:
     """Log-likelihood of y from the explicit X and Z (NumPy only).
 
@@ -352,6 +352,8 @@ def explicit_loglik(
     if likelihood in ("rows", "sufficient"):
         mu = design.X @ beta + design.Z @ u.reshape(-1)
         r = design.y - mu
+        if np.ndim(sigma):  # sigma_by: σ_s of each row's group
+            sigma = np.asarray(sigma)[design.sigma_index]
         return float(-0.5 * np.sum(np.log(2 * np.pi * sigma**2) + r**2 / sigma**2))
     s2 = sigma**2
     eye = np.eye(design.q)
@@ -390,7 +392,7 @@ def loglik_function(built: Any):
         chol = np.asarray(values[nt.CHOL_U], dtype=float)
         std = {
             nt.BETA_STD: sc.beta_to_std(values[nt.BETA]),
-            nt.SIGMA_STD: np.asarray(float(values[nt.SIGMA]) / sc.y_scale),
+            nt.SIGMA_STD: np.asarray(values[nt.SIGMA], dtype=float) / sc.y_scale,
             nt.CHOL_STD: np.linalg.cholesky(sc.cov_to_std(chol @ chol.T)),
         }
         if nt.U_STD in graph:
@@ -413,7 +415,7 @@ def graph_check(fit: Fit, draws: int) -> tuple[float, int]:
 
     flat = {
         nt.BETA: draws_of(nt.BETA, nt.DIM_FIXED),
-        nt.SIGMA: draws_of(nt.SIGMA),
+        nt.SIGMA: draws_of(nt.SIGMA, *[d for d in post[nt.SIGMA].dims if d == nt.DIM_SIGMA]),
         nt.CHOL_U: draws_of(nt.CHOL_U, nt.DIM_RANDOM, nt.DIM_RANDOM2),
         nt.U: draws_of(nt.U, nt.DIM_CLUSTER, nt.DIM_RANDOM),
     }
@@ -425,7 +427,7 @@ def graph_check(fit: Fit, draws: int) -> tuple[float, int]:
         point = {name: values[s] for name, values in flat.items()}
         here = explicit_loglik(
             fit.design, fit.likelihood, point[nt.BETA], point[nt.U], point[nt.CHOL_U],
-            float(point[nt.SIGMA]), blocks,
+            np.asarray(point[nt.SIGMA], dtype=float), blocks,
         )
         worst = max(worst, abs(in_graph(**point) - here))
     return worst, len(picks)

@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from bayesmix.design import validate
-from bayesmix.design.coding import Coder, model_columns
+from bayesmix.design.coding import Coder, _levels, model_columns
 from bayesmix.design.derive import Deriver
 from bayesmix.design.outcome import family_arrays
 from bayesmix.design.terms import (
@@ -100,6 +100,11 @@ class Design:
         The scaled level-1 sampling weights w*_i|j (:mod:`bayesmix.weights`); None: unweighted.
     weights2 : ndarray, shape (J,), or None
         The scaled level-2 sampling weights w*_j per cluster; None: unweighted.
+    sigma_index : ndarray of int, shape (n,), or None
+        With ``spec.sigma_by``: the residual-SD group s of each row (codes into
+        ``sigma_levels``, sorted like R's factor levels); None: one σ.
+    sigma_levels : tuple of str
+        The levels of ``spec.sigma_by``.
     trials : ndarray, shape (n,), or None
         Number of trials n_i of a binomial outcome.
     offset : ndarray, shape (n,), or None
@@ -135,6 +140,8 @@ class Design:
     fitted: dict = field(default_factory=dict, repr=False)
     weights1: np.ndarray | None = field(default=None, repr=False)
     weights2: np.ndarray | None = field(default=None, repr=False)
+    sigma_index: np.ndarray | None = field(default=None, repr=False)
+    sigma_levels: tuple[str, ...] = field(default=(), repr=False)
     groupings: tuple[Grouping, ...] = field(default=(), repr=False)
     effects: tuple[FactorEffects, ...] = field(default=(), repr=False)
     trials: np.ndarray | None = field(default=None, repr=False)
@@ -318,6 +325,7 @@ def build_design(
     primary = next(g for g in groupings if g.name == spec.cluster)
     codes, clusters, J = primary.index, list(primary.levels), primary.J
     weights1, weights2 = _weights(spec, data, codes, tuple(clusters))
+    sigma_index, sigma_levels = _sigma_groups(spec, data)
     coder = Coder(spec, data, groupings=groupings)
     validate.check_level2(spec, coder.raw, codes, clusters)
     first_row = np.full(J, -1)
@@ -423,6 +431,8 @@ def build_design(
         fitted=dict(coder.fitted),
         weights1=weights1,
         weights2=weights2,
+        sigma_index=sigma_index,
+        sigma_levels=sigma_levels,
         groupings=groupings,
         effects=effects,
         trials=trials,
@@ -446,6 +456,19 @@ def _weights(spec: Spec, data: pd.DataFrame, codes: np.ndarray,
     w1, w2 = survey_weights(spec.weights, data, codes, clusters, spec.cluster)
     return (w1 if spec.weights.level1 is not None else None,
             w2 if spec.weights.level2 is not None else None)
+
+
+def _sigma_groups(spec: Spec, data: pd.DataFrame) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """The residual-SD group of every row (``spec.sigma_by``) and the groups' labels."""
+    if spec.sigma_by is None:
+        return None, ()
+    if not spec.single_factor:
+        raise DataError(
+            "sigma_by is built for models with one grouping factor (two levels); this model "
+            f"has {', '.join(spec.groupings)}")
+    text = data[spec.sigma_by].astype(str)
+    levels = tuple(_levels(data[spec.sigma_by], None, spec.sigma_by))
+    return pd.Index(levels).get_indexer(text).astype(np.int64), levels
 
 
 def _columns_of(spec: Spec, grouping: str) -> tuple[str, ...]:

@@ -86,6 +86,9 @@ class REMLFit:
         factors or covariance blocks (:mod:`bayesmix.reml.factors`); ``u`` is then empty when
         there are several factors, and ``sd_u`` / ``corr_u`` run over every effect of every
         factor.
+    sigma_by : Series or None
+        With ``spec.sigma_by``: the residual SD σ_s of each group (``sigma`` is the first
+        group's, nlme's reference).
     """
 
     design: Design | None
@@ -108,6 +111,7 @@ class REMLFit:
     nobs: int = 0
     origin: str = "bayesmix"
     u_factors: dict[str, pd.DataFrame] | None = None
+    sigma_by: pd.Series | None = None
 
     # ------------------------------------------------------------------ derived
     @property
@@ -209,7 +213,10 @@ class REMLFit:
                               "t": self.beta / self.se})
         lines += ["", "Fixed effects (γ):", fixed.to_string(float_format=lambda v: f"{v:.6g}")]
         lines += self._random_lines()
-        if self.sigma is not None and np.isfinite(self.sigma):  # none in a GLMM's family
+        if self.sigma_by is not None:
+            lines += [f"Residual SD σ by {self.sigma_by.index.name}:",
+                      self.sigma_by.to_string(float_format=lambda v: f"{v:.6g}")]
+        elif self.sigma is not None and np.isfinite(self.sigma):  # none in a GLMM's family
             lines += [f"Residual SD σ: {self.sigma:.6g}"]
         if self.singular:
             lines += ["", "Note: singular (boundary) fit."]
@@ -314,6 +321,9 @@ def fit_reml(
     if nAGQ != 1:
         raise BayesmixError("nAGQ is for the Laplace / quadrature fit of a non-Gaussian family")
     if not (design.single_factor and design.effects[0].single_unstructured):
+        if design.sigma_index is not None:
+            raise BayesmixError("sigma_by is built for one unstructured block of random "
+                                "effects on one grouping factor; fit this model without it")
         if design.weights1 is not None or design.weights2 is not None:
             raise BayesmixError("sampling weights are built for one unstructured block of "
                                 "random effects (no ||); fit this model without weights")
@@ -329,7 +339,14 @@ def fit_reml(
         # θ of the original scale -> θ̃ of the standardised one: T̃/σ̃² = A_z (T/σ²) A_zᵀ.
         lam0 = lambda_from_theta(np.asarray(start, dtype=float), design.q)
         start_std = theta_from_covariance(sc.A_z @ lam0 @ lam0.T @ sc.A_z.T, 1.0)
-    opt = optimize_theta(stats, method, start=start_std)
+    delta, jacobian = None, 0.0
+    if design.sigma_index is not None:  # a residual SD per group (nlme's varIdent)
+        from bayesmix.reml.varident import optimize_varident
+
+        vi = optimize_varident(design, method, start=start_std)
+        opt, stats, delta, jacobian = vi.opt, vi.stats, vi.delta, vi.jacobian
+    else:
+        opt = optimize_theta(stats, method, start=start_std)
     sol = solve_pls(opt.theta, stats)
     if sol is None or not np.isfinite(opt.criterion):
         raise BayesmixError(
@@ -361,7 +378,10 @@ def fit_reml(
     beta = sc.beta_from_std(sol.beta)
     b = sc.u_from_std(sol.b)
     theta = theta_from_covariance(cov_u, sigma)
-    criterion = sol.criterion(method) + sc.criterion_offset(stats.n_total, method)
+    criterion = sol.criterion(method) + jacobian + sc.criterion_offset(stats.n_total, method)
+    sigma_by = (None if delta is None else
+                pd.Series(sigma * delta, index=pd.Index(design.sigma_levels,
+                                                        name=design.spec.sigma_by), name="sigma"))
     fixed = list(design.fixed_names)
     rnames = list(design.random_names)
     clusters = pd.Index(design.clusters, name=design.spec.cluster)
@@ -385,5 +405,6 @@ def fit_reml(
         formula=design.spec.to_formula(),
         nobs=design.n,
         origin="bayesmix",
+        sigma_by=sigma_by,
     )
 

@@ -71,7 +71,8 @@ class Estimates:
         SDs of the random effects.
     corr_u : ndarray, shape (q, q)
         Correlations of the random effects.
-    sigma : float
+    sigma : float or ndarray
+        σ̂, or σ̂_s per group of ``spec.sigma_by`` (in ``design.sigma_levels`` order).
         Residual SD σ.
     priors : ResolvedPriors or None
         The priors of the fitted model, when known.
@@ -88,7 +89,7 @@ class Estimates:
     u: np.ndarray
     sd_u: np.ndarray
     corr_u: np.ndarray
-    sigma: float
+    sigma: float | np.ndarray
     priors: ResolvedPriors | None = None
     e: np.ndarray | None = None
     factors: tuple[FactorEstimates, ...] = ()
@@ -119,6 +120,11 @@ class Estimates:
 def _mean(da: Any) -> Any:
     dims = [d for d in ("chain", "draw") if d in da.dims]
     return da.mean(dim=dims)
+
+
+def _sigma(values: np.ndarray) -> float | np.ndarray:
+    """σ̂ as a float, or one per group (``sigma_by``) as an array."""
+    return float(values) if values.ndim == 0 else values
 
 
 def _select(da: Any, **coords: list[str]) -> np.ndarray:
@@ -154,7 +160,7 @@ def from_fit(fit: Any) -> Estimates:
             **{DIM_CLUSTER: list(design.clusters), DIM_RANDOM: list(design.random_names)},
         ).reshape(design.J, q)
         sd_u = _select(_mean(post[SD_U]), **{DIM_RANDOM: list(design.random_names)}).reshape(q)
-        sigma = float(_select(_mean(post[SIGMA])))
+        sigma = _sigma(_select(_mean(post[SIGMA])))
     except KeyError as exc:
         raise BayesmixError(f"the fit's posterior has no variable {exc}") from None
     try:
@@ -255,7 +261,9 @@ def from_reml(reml: Any) -> Estimates:
     e = getattr(reml, "residuals", None)
     if e is not None:
         e = np.asarray(e, dtype=float).reshape(design.n)
-    return Estimates("REML estimates", design, beta, u, sd_u, corr, float(reml.sigma), e=e)
+    sigma = (float(reml.sigma) if reml.sigma_by is None
+             else reml.sigma_by.loc[list(design.sigma_levels)].to_numpy(dtype=float))
+    return Estimates("REML estimates", design, beta, u, sd_u, corr, sigma, e=e)
 
 
 def _frame(values: Any, index: list[str], columns: list[str]) -> np.ndarray:

@@ -801,8 +801,7 @@ def distributions(ctx: Context) -> FormIR:
         Equation(_u_vector(st), ir.Call("N", (zero, Symbol("T"))), rel="~",
                  label="Random effects",
                  notes=(_t_note(ctx),)),
-        Equation(eps_sym(), ir.Call("N", (Num(0.0), ir.Power(Symbol("sigma"), Num(2.0)))),
-                 rel="~", label="Residuals"),
+        _residuals(ctx),
     ]
     if est is not None:
         t_hat = est.T
@@ -814,9 +813,27 @@ def distributions(ctx: Context) -> FormIR:
             notes=(Note((Text(f"{est.source}; "), Symbol("T", hat=True),
                          Text(" from the estimated SDs and correlations of U")),),),
         ))
-        blocks.append(Equation(Symbol("sigma", hat=True), Num(est.sigma, ctx.digits)))
+        if np.ndim(est.sigma):  # σ̂_s per group (sigma_by)
+            blocks += [Equation(Symbol("sigma", (Text(str(g)),), hat=True), Num(float(v),
+                                                                              ctx.digits))
+                       for g, v in zip(est.design.sigma_levels, est.sigma, strict=True)]
+        else:
+            blocks.append(Equation(Symbol("sigma", hat=True), Num(est.sigma, ctx.digits)))
     blocks.extend(_priors(ctx))
     return FormIR("distributions", "Distributions and priors", tuple(blocks))
+
+
+def _residuals(ctx: Context) -> ir.Block:
+    """ε_ij ~ N(0, σ²), or N(0, σ²_s) with a residual SD per group (``sigma_by``)."""
+    by = ctx.spec.sigma_by
+    if by is None:
+        return Equation(eps_sym(), ir.Call("N", (Num(0.0), ir.Power(Symbol("sigma"), Num(2.0)))),
+                        rel="~", label="Residuals")
+    return Equation(eps_sym(), ir.Call("N", (Num(0.0), ir.Power(Symbol("sigma", (Ident("s"),)),
+                                                                Num(2.0)))),
+                    rel="~", label="Residuals",
+                    notes=(Note((Text(f"s: the {by} of observation ij; one residual SD σ_s per "
+                                      f"{by} (heterogeneous level-1 variance)"),)),))
 
 
 def _priors(ctx: Context) -> list[ir.Block]:

@@ -19,6 +19,7 @@ Format (every key but the model's equations or formula is optional)::
                                        # exposure = "t" if any); Gaussian when absent.  The
                                        # level-1 line may state the link: logit(y) = b0 + ...
     categorical = ["oven_block"]       # numeric columns to code as categorical
+    sigma_by = "Sector"                # a residual SD per Sector (heterogeneous σ²)
     [reference]                        # reference level of categorical predictors
     Sector = "Public"
     [priors]                           # overrides of the autoscaled defaults
@@ -48,10 +49,10 @@ from bayesmix.spec.model import Spec
 _KEYS = {
     "name", "description", "data", "cluster", "equations", "formula", "categorical",
     "reference", "priors", "sampler", "level2", "levels", "crossed", "diagonal",
-    "family", "trials", "exposure", "weights",
+    "family", "trials", "exposure", "weights", "sigma_by",
 }
 _TEXT_KEYS = ("name", "description", "data", "cluster", "equations", "formula", "family",
-              "trials", "exposure")
+              "trials", "exposure", "sigma_by")
 _NAMES_KEYS = ("categorical", "level2", "levels", "crossed")
 _GROUPING_KEYS = ("cluster", "levels", "crossed")
 _TABLE_KEYS = ("reference", "priors", "sampler", "weights")
@@ -183,6 +184,11 @@ def read_model_file(path: str | Path) -> Spec:
         path, "sampler", raw, lambda d: SamplerSettings.from_dict(d, where="[sampler]")
     )
     weights = _section(path, "weights", raw, lambda d: d)
+    if "sigma_by" in raw:
+        try:
+            spec = spec.with_options(sigma_by=raw["sigma_by"])
+        except SpecError as exc:
+            raise SpecError(f"{path}: sigma_by: {exc}") from None
     try:
         spec = spec.with_options(weights=weights) if weights is not None else spec
     except SpecError as exc:

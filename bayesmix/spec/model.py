@@ -81,6 +81,9 @@ class Spec:
     weights : Weights or None
         Sampling weights at level 1 and/or level 2 (:mod:`bayesmix.weights`; a dict such as
         ``{"level1": "w"}`` is turned into one).
+    sigma_by : str or None
+        A categorical column: one level-1 residual SD per level (HLM's heterogeneous σ², nlme's
+        ``varIdent(form = ~ 1 | column)``); Gaussian family only.
     name : str or None
         A short model name (model files set it).
     data_path : Path or None
@@ -102,6 +105,7 @@ class Spec:
     trials: str | None = None
     exposure: str | None = None
     weights: Weights | None = None
+    sigma_by: str | None = None
     name: str | None = None
     data_path: Path | None = field(default=None, compare=False)
     priors: Priors | None = field(default=None, compare=False)
@@ -123,6 +127,12 @@ class Spec:
             object.__setattr__(self, "variable_levels", tuple(self.variable_levels.items()))
         object.__setattr__(self, "family", get_family(self.family))
         object.__setattr__(self, "weights", Weights.coerce(self.weights))
+        if self.sigma_by is not None:
+            if not isinstance(self.sigma_by, str) or not self.sigma_by:
+                raise SpecError(f"sigma_by names a categorical column, not {self.sigma_by!r}")
+            if not self.family.is_gaussian:
+                raise SpecError(f"sigma_by gives the residual SD per group; a "
+                                f"{self.family.name} outcome has no residual SD")
         check_family_columns(self.family, self.trials, self.exposure, self.outcome)
         validate_spec(self)
         _ = self.transforms  # a malformed call in a programmatic Spec fails here
@@ -413,6 +423,8 @@ class Spec:
         """
         transforms = self.transforms
         weights = self.weights.columns if self.weights is not None else ()
+        if self.sigma_by is not None:
+            weights = (*weights, self.sigma_by)
         return _unique([*(c for v in self.variables
                           for c in (transforms[v].columns if v in transforms else (v,))),
                         *weights])

@@ -32,6 +32,7 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
         "weights": None if spec.weights is None else {
             "level1": spec.weights.level1, "level2": spec.weights.level2,
             "scale": spec.weights.scale},
+        "sigma_by": spec.sigma_by,
     }
 
 
@@ -64,4 +65,5 @@ def spec_from_dict(values: dict[str, Any]) -> Spec:
         exposure=values.get("exposure"),
         name=values.get("name"),
         weights=values.get("weights"),
+        sigma_by=values.get("sigma_by"),
     )
