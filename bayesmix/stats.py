@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -250,10 +250,14 @@ class Levels:
         Levels of every categorical variable the model uses, reference level first (as
         :func:`bayesmix.build_design` codes them: the spec's reference level, else the first in
         sorted order).
+    fitted : dict
+        The constants of the transformed variables over the whole file (group and grand
+        means, scale(), poly(); :mod:`bayesmix.stream_transforms`), as ``Design.fitted``.
     """
 
     clusters: tuple[str, ...]
     categorical: dict[str, tuple[str, ...]]
+    fitted: dict = field(default_factory=dict)
 
 
 def _iter_chunks(path: str | Path, columns: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -299,39 +303,49 @@ def scan_levels(
     """
     from bayesmix.design.coding import _levels
     from bayesmix.design.validate import is_categorical
+    from bayesmix.stream_transforms import TransformSums
 
-    _no_transforms(spec)
+    _streamable(spec)
     variables = [v for v in spec.variables if v not in (spec.outcome, spec.cluster)]
+    plain = [v for v in variables if v not in spec.transforms]
+    # C(x): the levels of its column, under the variable's name
+    coded = {v: t.expr.column for v, t in spec.transforms.items() if t.categorical}
+    columns = list(spec.columns)  # the outcome too: its missing rows are not in the sums
+    sums = TransformSums(spec)
     cluster_values: set = set()
     cat_values: dict[str, set] = {}
     checked = False
-    for chunk in _iter_chunks(path, [spec.cluster, *variables], chunk_rows):
+    for chunk in _iter_chunks(path, columns, chunk_rows):
         if not checked:
-            cat_values = {v: set() for v in variables if is_categorical(spec, chunk[v])}
+            cat_values = {v: set() for v in plain if is_categorical(spec, chunk[v])}
+            cat_values.update({v: set() for v in coded})
             checked = True
         cluster_values.update(pd.unique(chunk[spec.cluster].dropna()))
         for var, seen in cat_values.items():
-            seen.update(pd.unique(chunk[var].dropna()))
+            seen.update(pd.unique(chunk[coded.get(var, var)].dropna()))
+        if sums.nodes:
+            sums.add(chunk.dropna())
     clusters = tuple(str(v) for v in _sorted_unique(cluster_values))
     if len(set(clusters)) != len(clusters):
         raise DataError(
             f"cluster labels of {spec.cluster!r} are not distinct as text (e.g. 1 and '1')"
         )
+    references = {v: t.expr.reference for v, t in spec.transforms.items() if t.categorical}
     categorical = {
-        var: tuple(_levels(pd.Series(_sorted_unique(seen)), spec.reference_levels.get(var), var))
+        var: tuple(_levels(pd.Series(_sorted_unique(seen)),
+                           references.get(var) or spec.reference_levels.get(var), var))
         for var, seen in cat_values.items()
     }
-    return Levels(clusters, categorical)
+    return Levels(clusters, categorical, sums.fitted(clusters))
 
 
-def _no_transforms(spec: Spec) -> None:
-    if spec.transforms:
-        name = next(iter(spec.transforms))
-        raise DataError(
-            f"{name}: transformed and centred variables are computed from a DataFrame; the "
-            "statistics streamed from a file read plain columns. Add the transformed column to "
-            "the file, or read the file into a DataFrame and use build_design"
-        )
+def _streamable(spec: Spec) -> None:
+    """Refuse what the streamed statistics do not carry (they would be silently dropped)."""
+    what = ("sampling weights" if spec.weights is not None else
+            "sigma_by" if spec.sigma_by is not None else None)
+    if what is not None:
+        raise DataError(f"statistics streamed from a file do not carry {what} yet; read the "
+                        "file into a DataFrame and use build_design")
 
 
 def _chunk_arrays(
@@ -342,14 +356,27 @@ def _chunk_arrays(
     from bayesmix.design.coding import model_columns
 
     # The design's own coder, with the levels fixed: a level not in `levels` is an error.
-    cols = model_columns(spec, _Coder(spec, chunk, levels=dict(levels.categorical)))
+    cols = model_columns(spec, _Coder(spec, chunk, levels=dict(levels.categorical),
+                                      fitted=levels.fitted))
     codes = cluster_pos.get_indexer(chunk[spec.cluster].astype(str))
     if (codes < 0).any():
         bad = chunk[spec.cluster][codes < 0].iloc[0]
         raise DataError(f"cluster {bad!r} is not among the cluster labels given in `levels`")
-    y = chunk[spec.outcome].to_numpy(dtype=float)
+    if spec.outcome in spec.transforms:  # log(y) ~ ...: stateless (stream_transforms)
+        from bayesmix.design.derive import Deriver
+
+        y = Deriver(spec, chunk).values(spec.transforms[spec.outcome])
+    else:
+        y = chunk[spec.outcome].to_numpy(dtype=float)
     _, atoms, x_factors, z_factors = cols.atom_matrix()
     return atoms, y, codes, x_factors, z_factors
+
+
+def _stateful_keys(spec: Spec) -> list[str]:
+    from bayesmix.spec.transforms import Poly, to_text
+    from bayesmix.stream_transforms import stateful_nodes
+
+    return [to_text(n) for n in stateful_nodes(spec) if not (isinstance(n, Poly) and n.raw)]
 
 
 def stream_cluster_stats(
@@ -406,8 +433,12 @@ def stream_cluster_stats(
         levels = scan_levels(path, spec, chunk_rows=max(chunk_rows, 1_000_000))
     J = len(levels.clusters)
     cluster_pos = pd.Index(levels.clusters)
-    _no_transforms(spec)
-    columns = list(dict.fromkeys([spec.outcome, spec.cluster, *spec.variables]))
+    _streamable(spec)
+    missing_fits = [k for k in _stateful_keys(spec) if k not in levels.fitted]
+    if missing_fits:
+        raise DataError(f"`levels` lacks the constants of {missing_fits[0]} (a mean, scale or "
+                        "poly over the whole file); let scan_levels(path, spec) find them")
+    columns = list(dict.fromkeys(spec.columns))
     M: np.ndarray | None = None
     counts = np.zeros(J, dtype=np.int64)
     dropped = 0

@@ -1822,7 +1822,7 @@ def centring_notebook() -> Cells:
             print("grand mean of MEANSES over the 160 schools:",
                   round(fitted["grand(MEANSES)"].grand, 5),
                   "| over the 7,185 students:", round(hsb["MEANSES"].mean(), 5))
-            design.X_frame().head()
+            design.X_frame.head()
             """),
         md(r"""
             With SES centred at the school mean, the level-1 slope $\gamma_{10}$ is the

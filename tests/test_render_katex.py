@@ -153,6 +153,17 @@ def _cases() -> list[tuple[str, object]]:
         "b0 = g00 + g01*`größe` + g02*`$cost` + U0\nb1 = g10 + g11*`größe` + U1\nb2 = g20",
         cluster="g#1",
     )
+    # transformed and centred variables, and a residual SD per group
+    sleep = pd.read_csv(Path(__file__).resolve().parents[1] / "data" / "sleepstudy.csv")
+    sleep["phase"] = np.where(sleep["Days"] < 5, "early", "late")
+    sleep["z"] = rng.normal(size=len(sleep))
+    sleep["w"] = np.exp(rng.normal(size=len(sleep)))
+    tspec = Spec.from_formula(
+        "log(Reaction) ~ poly(Days, 2) + I(z^2 / 2) + scale(w, scale = FALSE) "
+        "+ log1p(w) + sqrt(w) + C(phase, Treatment(\"late\")) + (1 + group(Days) | Subject)"
+    ).with_options(sigma_by="phase")
+    cases.append(("transforms/symbols", equations(tspec)))
+    cases.append(("transforms/data", equations(tspec, sleep, max_rows=6)))
     cases.append(("odd/symbols", equations(spec)))
     cases.append(("odd/data", equations(spec, odd, max_rows=8)))
     cases.append(("odd/fit", equations(spec, fit=fake_fit(build_design(spec, odd)))))

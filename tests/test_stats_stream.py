@@ -77,3 +77,36 @@ def test_missing_values_raise_or_drop(tmp_path, dung_spec, dung_data):
         st = stream_cluster_stats(path, dung_spec, chunk_rows=5, missing="drop")
     ref = cluster_stats(bm.build_design(dung_spec, data.dropna()))
     np.testing.assert_allclose(st.to_scaling(ref.scaling).M, ref.M, rtol=1e-10, atol=1e-12)
+
+
+def test_transformed_variables_stream_with_whole_file_constants(tmp_path):
+    # The constants (school means, grand mean over schools, scale, poly) come from the first
+    # pass's sums, not from each chunk: the streamed statistics equal the design's.
+    spec = bm.Spec.from_equations("""
+        I(MathAch / 10) = b0 + b1*group(SES) + b2*poly(Size, 2) + b3*scale(DISCLIM) + e
+        b0 = g00 + g01*mean(SES) + g02*C(Sector, Treatment("Public")) + U0
+        b1 = g10 + g11*grand(MEANSES) + U1
+        b2 = g20
+        b3 = g30
+    """, cluster="School")
+    data = bm.api.load_data(bm.Spec.from_file(MODELS / "hsb.toml"))
+    design = bm.build_design(spec, data)
+    ref = cluster_stats(design)
+    path = tmp_path / "hsb.csv"
+    data.to_csv(path, index=False)
+    levels = scan_levels(path, spec, chunk_rows=333)
+    for key, fit in design.fitted.items():
+        got = levels.fitted[key]
+        for name in ("grand", "center", "scale", "alpha", "norm2", "means"):
+            if hasattr(fit, name) and getattr(fit, name) is not None:
+                np.testing.assert_allclose(getattr(got, name), getattr(fit, name), rtol=1e-10,
+                                           err_msg=f"{key}.{name}")
+    st = stream_cluster_stats(path, spec, levels=levels, chunk_rows=257).to_scaling(ref.scaling)
+    np.testing.assert_allclose(st.M, ref.M, rtol=1e-10, atol=1e-8 * np.abs(ref.M).max())
+    with pytest.raises(DataError, match="lacks the constants of group"):
+        stream_cluster_stats(path, spec, levels=bm.stats.Levels(levels.clusters,
+                                                                 levels.categorical))
+    weighted = bm.Spec.from_formula("MathAch ~ SES + (1 | School)").with_options(
+        weights=bm.Weights(level1="Size"))
+    with pytest.raises(DataError, match="do not carry sampling weights"):
+        stream_cluster_stats(path, weighted)

@@ -178,6 +178,10 @@ class Deriver:
         self._cache[transform.name] = out
         return out
 
+    def evaluate(self, node: Node) -> np.ndarray:
+        """The values (n,) of one node of an expression (its calls fitted or applied)."""
+        return self._eval(node)
+
     def _eval(self, node: Node) -> np.ndarray:
         if isinstance(node, Column):
             return validate.numeric_column(node.name, self.data[node.name], self.data.index)

@@ -261,8 +261,9 @@ def from_reml(reml: Any) -> Estimates:
     e = getattr(reml, "residuals", None)
     if e is not None:
         e = np.asarray(e, dtype=float).reshape(design.n)
-    sigma = (float(reml.sigma) if reml.sigma_by is None
-             else reml.sigma_by.loc[list(design.sigma_levels)].to_numpy(dtype=float))
+    by = getattr(reml, "sigma_by", None)
+    sigma = (float(reml.sigma) if by is None
+             else by.loc[list(design.sigma_levels)].to_numpy(dtype=float))
     return Estimates("REML estimates", design, beta, u, sd_u, corr, sigma, e=e)
 
 

@@ -138,6 +138,11 @@ def node(n: ir.Node) -> str:
     if isinstance(n, ir.Sqrt):
         return r"\sqrt{" + node(n.inner) + "}"
     if isinstance(n, ir.Bar):
+        if isinstance(n.inner, ir.Var):  # a variable's mean: \overline{X}_{\cdot j}
+            inner = n.inner
+            base = (inner.name if _is_plain_letter(inner.name)
+                    else r"\text{" + escape_text(inner.name) + "}")
+            return r"\overline{" + base + "}" + _sub(inner.sub, "")
         return r"\bar{" + node(n.inner) + "}"
     if isinstance(n, ir.Call):
         name = _CALLS.get(n.name) or r"\operatorname{" + escape_text(n.name) + "}"

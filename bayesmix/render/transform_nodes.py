@@ -34,8 +34,9 @@ def variable_node(name: str, sub: tuple[ir.Node, ...], level: str | None = None)
             inner = Var(t.expr.column, sub)
             return inner if level is None else Indicator(inner, level)
         if isinstance(t.expr, tf.Poly):
-            degree = level or "1"
-            return ir.Call(f"poly_{degree}", (_node(t.expr.arg, sub),))
+            if level is None:  # the variable as a whole: poly(t_ij, 2)
+                return _node(t.expr, sub)
+            return ir.Call(f"poly_{level}", (_node(t.expr.arg, sub),))
         return _node(t.expr, sub)
     if level is not None and (level.startswith(".") or level.startswith("^")):
         return Var(name + level, sub)  # an ordered factor's polynomial contrast column
