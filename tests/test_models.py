@@ -17,6 +17,7 @@ REFERENCE = {
     "sleepstudy": "sleepstudy_lmer_reml.json",
     "hsb": "hsb_crosslevel_lmer.json",
     "hsb_contextual": "transforms/hsb_contextual_lmer.json",
+    "sleepstudy_poly": "transforms/sleepstudy_poly_lmer.json",
 }
 
 

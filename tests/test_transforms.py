@@ -218,3 +218,32 @@ def test_model_file_fit_saves_loads_and_predicts_with_fitted_means(fitted_model,
     u = post["u"].sel(cluster=str(school)).stack(s=("chain", "draw")).to_numpy()
     expected = fixed + u[0] + u[1] * 1.0
     assert float(pred.summary()["mean"].iloc[0]) == pytest.approx(expected.mean(), rel=1e-10)
+
+
+# --------------------------------------------------------------------------- [center]
+def test_centring_per_variable_rewrites_every_use(tmp_path):
+    base = bm.Spec.from_equations("""
+        MathAch = b0 + b1*SES + e
+        b0 = g00 + g01*MEANSES + U0
+        b1 = g10 + g11*MEANSES + U1
+    """, cluster="School")
+    centred = base.with_centring({"SES": "group", "MEANSES": "grand"})
+    written = bm.Spec.from_equations("""
+        MathAch = b0 + b1*group(SES) + e
+        b0 = g00 + g01*grand(MEANSES) + U0
+        b1 = g10 + g11*grand(MEANSES) + U1
+    """, cluster="School")
+    assert centred == written
+    assert base.with_centring({"SES": "none"}) == base
+    path = tmp_path / "c.toml"
+    path.write_text('cluster = "School"\nequations = """\nMathAch = b0 + b1*SES + e\n'
+                    'b0 = g00 + g01*MEANSES + U0\nb1 = g10 + g11*MEANSES + U1\n"""\n'
+                    '[center]\nSES = "group"\nMEANSES = "grand"\n')
+    assert bm.Spec.from_file(path) == written.with_options(name="c")
+    with pytest.raises(bm.SpecError, match="one of group, grand or none"):
+        base.with_centring({"SES": "cluster"})
+    with pytest.raises(bm.SpecError, match="does not use it"):
+        base.with_centring({"Size": "grand"})
+    path.write_text(path.read_text().replace('SES = "group"', 'SES = "within"'))
+    with pytest.raises(bm.SpecError, match=r"\[center\]"):
+        bm.Spec.from_file(path)

@@ -163,6 +163,8 @@ def test_weighted_bayesian_fit_samples_near_the_pseudo_ml_fit(hsb):
     assert fit.design.weights2 is not None
     rec = bm.reconstruct(fit)
     assert rec.max_abs_error < 1e-10
+    # the graph's weighted log-likelihood equals the explicit one from X, Z and the weights
+    assert rec.graph_max_abs_error < 1e-6
 
 
 def test_weights_with_a_residual_sd_per_group_are_repeated_rows(hsb):

@@ -349,22 +349,28 @@ def explicit_loglik(
     Woodbury with a q × q Cholesky per cluster, so it costs O(n q²) rather than O(Σ n_j³)
     (tests/test_build.py checks that form against the dense n × n marginal Gaussian).
     """
+    # Sampling weights (bayesmix.weights): row i's density to the power w_i|j, cluster j's
+    # marginal to the power w_j; ones when unweighted.
+    w1 = design.weights1 if design.weights1 is not None else np.ones(design.n)
+    w2 = design.weights2 if design.weights2 is not None else np.ones(design.J)
     if likelihood in ("rows", "sufficient"):
         mu = design.X @ beta + design.Z @ u.reshape(-1)
         r = design.y - mu
         if np.ndim(sigma):  # sigma_by: σ_s of each row's group
             sigma = np.asarray(sigma)[design.sigma_index]
-        return float(-0.5 * np.sum(np.log(2 * np.pi * sigma**2) + r**2 / sigma**2))
+        return float(-0.5 * np.sum(w1 * (np.log(2 * np.pi * sigma**2) + r**2 / sigma**2)))
     s2 = sigma**2
     eye = np.eye(design.q)
     total = 0.0
-    for rows, Zj in blocks if blocks is not None else cluster_blocks(design):
-        r = design.y[rows] - design.X[rows] @ beta
-        ZL = Zj @ chol  # (n_j, q)
+    for j, (rows, Zj) in enumerate(blocks if blocks is not None else cluster_blocks(design)):
+        sw = np.sqrt(w1[rows])  # Π_i N(r_i)^{w_i} = the Gaussian of the rows scaled by √w_i
+        r = sw * (design.y[rows] - design.X[rows] @ beta)
+        ZL = sw[:, None] * (Zj @ chol)  # (n_j, q)
         C = np.linalg.cholesky(eye + ZL.T @ ZL / s2)
         w = np.linalg.solve(C, ZL.T @ r / s2)
-        logdet = len(rows) * np.log(s2) + 2 * np.log(np.diag(C)).sum()
-        total += -0.5 * (len(rows) * np.log(2 * np.pi) + logdet + r @ r / s2 - w @ w)
+        n_j = w1[rows].sum()
+        logdet = n_j * np.log(s2) + 2 * np.log(np.diag(C)).sum()
+        total += -0.5 * w2[j] * (n_j * np.log(2 * np.pi) + logdet + r @ r / s2 - w @ w)
     return float(total)
 
 

@@ -26,6 +26,8 @@ Format (every key but the model's equations or formula is optional)::
     eta = 2
     sigma = { dist = "HalfStudentT", nu = 3, sigma = 0.05 }
     beta.g10 = { dist = "Normal", mu = 0, sigma = 0.01 }
+    [center]                           # centring per predictor, as HLM's dialog:
+    SES = "group"                      # group(SES) wherever SES is used; "grand", "none"
     [weights]                          # sampling weights (bayesmix.weights)
     level1 = "w_student"
     level2 = "w_school"
@@ -49,13 +51,13 @@ from bayesmix.spec.model import Spec
 _KEYS = {
     "name", "description", "data", "cluster", "equations", "formula", "categorical",
     "reference", "priors", "sampler", "level2", "levels", "crossed", "diagonal",
-    "family", "trials", "exposure", "weights", "sigma_by",
+    "family", "trials", "exposure", "weights", "sigma_by", "center",
 }
 _TEXT_KEYS = ("name", "description", "data", "cluster", "equations", "formula", "family",
               "trials", "exposure", "sigma_by")
 _NAMES_KEYS = ("categorical", "level2", "levels", "crossed")
 _GROUPING_KEYS = ("cluster", "levels", "crossed")
-_TABLE_KEYS = ("reference", "priors", "sampler", "weights")
+_TABLE_KEYS = ("reference", "priors", "sampler", "weights", "center")
 
 
 def _toml_type(value: object) -> str:
@@ -184,6 +186,11 @@ def read_model_file(path: str | Path) -> Spec:
         path, "sampler", raw, lambda d: SamplerSettings.from_dict(d, where="[sampler]")
     )
     weights = _section(path, "weights", raw, lambda d: d)
+    if "center" in raw:
+        try:
+            spec = spec.with_centring(raw["center"])
+        except SpecError as exc:
+            raise SpecError(f"{path}: [center]: {exc}") from None
     if "sigma_by" in raw:
         try:
             spec = spec.with_options(sigma_by=raw["sigma_by"])

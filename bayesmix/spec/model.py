@@ -346,6 +346,16 @@ class Spec:
             changes["reference"] = _ref_tuple(changes["reference"])  # type: ignore[arg-type]
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def with_centring(self, centring: dict[str, str]) -> Spec:
+        """Centre predictors as HLM's dialog does: ``{"SES": "group", "MEANSES": "grand"}``.
+
+        Every use of each variable becomes ``group(SES)`` / ``grand(MEANSES)``
+        (:mod:`bayesmix.spec.centring`); ``"none"`` leaves it uncentred.
+        """
+        from bayesmix.spec.centring import with_centring
+
+        return with_centring(self, centring)
+
     # ------------------------------------------------------------------ views
     @property
     def fixed_terms(self) -> tuple[FixedTerm, ...]:
