@@ -156,3 +156,9 @@ def test_model_file_key(tmp_path):
     path.write_text('formula = "MathAch ~ SES + (SES | School)"\nsigma_by = 3\n')
     with pytest.raises(SpecError, match="sigma_by"):
         bm.Spec.from_file(path)
+
+
+def test_write_reml_refuses_what_its_format_cannot_hold(hsb, tmp_path):
+    spec = bm.Spec.from_formula(FORMULA).with_options(sigma_by="Sector")
+    with pytest.raises(bm.REMLFormatError, match="one residual SD"):
+        bm.write_reml(bm.fit_reml(spec, hsb), tmp_path / "x.json")

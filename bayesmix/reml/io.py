@@ -273,6 +273,9 @@ def write_reml(reml: REMLFit, path: str | Path) -> Path:
     Numbers are written with full double precision, so :func:`read_reml` gives back equal
     values.
     """
+    if getattr(reml, "sigma_by", None) is not None:
+        raise REMLFormatError("the REML JSON format holds one residual SD; a fit with sigma_by "
+                              "(an SD per group) cannot be written to it yet")
     path = Path(path)
     path.write_text(json.dumps(reml_to_dict(reml), indent=2, allow_nan=False) + "\n")
     return path
