@@ -42,6 +42,18 @@ def load_data(spec: Spec) -> pd.DataFrame:
         ) from None
 
 
+def _import_sampler(sampler: str) -> None:
+    """Import PyMC, PyTensor and the sampler now, so that ``timings["import"]`` holds them.
+
+    ``import bayesmix`` imports none of them (they load on first use, ~1-2 s together).
+    """
+    import pymc  # noqa: F401
+    import pytensor  # noqa: F401
+
+    if sampler == "nutpie":
+        import nutpie  # noqa: F401
+
+
 def fit(
     spec: Spec | str | Path,
     data: pd.DataFrame | None = None,
@@ -100,11 +112,14 @@ def fit(
         progressbar=progressbar,
     )
     start = time.perf_counter()
+    _import_sampler(settings.sampler)
+    t_import = time.perf_counter() - start
+    start = time.perf_counter()
     design = build_design(spec, data, missing=missing)
     t_design = time.perf_counter() - start
     start = time.perf_counter()
     built = build_model(design, priors or spec.priors, likelihood=settings.likelihood)
     t_build = time.perf_counter() - start
     result = sample(built, settings)
-    result.timings.update({"design": t_design, "build": t_build})
+    result.timings.update({"import": t_import, "design": t_design, "build": t_build})
     return result

@@ -145,6 +145,7 @@ def _compile_c(built: BuiltModel) -> Any:
     logp_pt.trust_input = True
     expand_pt.trust_input = True
     names, _, shapes = shape_info
+    _warm_up(logp_pt, expand_pt, init_fn)
 
     def make_logp():
         def logp(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -175,6 +176,21 @@ def _compile_c(built: BuiltModel) -> Any:
         coords=coords,
         reparameterized_names=reparam,
     )
+
+
+def _warm_up(logp_pt: Any, expand_pt: Any, init_fn: Any) -> None:
+    """Call the compiled functions once at an initial point.
+
+    PyTensor 3's Numba linker compiles on the first call (its disk cache makes that quick
+    when warm): this times it as "compile" rather than hiding it in the first gradient of
+    "sample".  An initial point that cannot be drawn leaves the first call to the sampler.
+    """
+    try:
+        x0 = np.asarray(init_fn(0), dtype="float64")
+    except Exception:  # the sampler draws its own initial points and reports any failure
+        return
+    logp_pt(x0)
+    expand_pt(x0)
 
 
 def compile_model(built: BuiltModel, settings: SamplerSettings | None = None) -> CompiledModel:
