@@ -91,7 +91,7 @@ def timing_line(timings: dict[str, float], total: float, checks: float, sampler:
     known = sum(timings.get(k, 0.0) for k, _ in STAGES) + checks
     parts.append(f"other {max(total - known, 0.0):.2f}")
     return "\n".join(textwrap.wrap(f"Time {total:.1f} s: " + ", ".join(parts), WIDTH,
-                                    subsequent_indent="    "))
+                                    subsequent_indent="    ", break_on_hyphens=False))
 
 
 def process_seconds() -> float | None:

@@ -51,12 +51,15 @@ ROWS_NUMBA_THRESHOLD = 20_000
 """Row-wise models (and the GLMM cluster-marginal forms, which pass over the rows about a
 dozen times per gradient) with more rows than this compile with Numba under
 ``backend="auto"``."""
-CLUSTERS_NUMBA_THRESHOLD = 100
-"""Models with more clusters than this compile with Numba under ``backend="auto"``: the C back
-end compiles in 1-2 s but its chains run one after another through Python, the Numba back end
-compiles in 8-20 s and runs chains in parallel.  Measured with `benchmarks/run.py`: HSB (J=160)
-10.4 s Numba vs 15.6 s C; n=100k, J=1,000: 20.3 s vs 16.6 s; n=1M, J=5,000: 17.4 s vs 23.5 s.
-Near break-even; a cost model (J × expected gradients vs compile time) would do better."""
+CLUSTERS_NUMBA_THRESHOLD = 1000
+"""Models with more clusters than this compile with Numba under ``backend="auto"``: the "c"
+path (a PyTensor function called through Python, its chains one after another) compiles
+faster, nutpie's Numba back end runs chains in parallel but compiles its wrappers in every
+process.  Since the GIL switch interval fix (:data:`C_BACKEND_SWITCH_INTERVAL`) the "c" path is
+ahead up to about J = 1,000 (4 chains × 1,000 draws, whole fit in a fresh process, 2 cores):
+HSB (J=160) 10.3 s vs 13.1 s warm, 20.0 s vs 31 s cold; the seed's cross-level model at
+n = 50k, J = 500: 22.0 s vs 31.1 s; n = 100k, J = 1,000: 28.5 s vs 29.8 s (break-even).
+A cost model (J × expected gradients vs compile time) would do better."""
 
 
 C_BACKEND_SWITCH_INTERVAL = 1e-4

@@ -53,7 +53,7 @@ class SamplerSettings:
         (compiled code is cached on disk, so a model of a known shape compiles in ≈ 0.5–1 s),
         called from nutpie through Python; ``"numba"``: nutpie's own Numba compilation
         (≈ 8–12 s per model, never cached, but chains run in parallel without the GIL).
-        ``"auto"`` picks ``"c"`` for small models (≤ 100 clusters, and ≤ 20,000 rows for the
+        ``"auto"`` picks ``"c"`` for small models (≤ 1,000 clusters, and ≤ 20,000 rows for the
         row-wise likelihood), where compiling dominates, and ``"numba"`` otherwise, where the
         fused, GIL-free gradient pays for the compile (measured in ``benchmarks/run.py``).
 
