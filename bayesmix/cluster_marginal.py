@@ -61,8 +61,6 @@ def cluster_marginal_loglik(fit, draws: FlatDraws | None = None, *,
     design = fit.design
     unit = marginal_unit(design)
     draws = draws or flat_draws(fit)
-    if design.sigma_index is not None:  # one factor only (build_design)
-        return unit, _gaussian_by_group(design, draws)
     if design.family.is_gaussian and design.single_factor:
         return unit, _gaussian_from_stats(fit, draws)
     grouping = next(g for g in design.groupings if g.name == unit)
@@ -253,6 +251,9 @@ def _quadrature_cluster(family, y, trials, eta0, ZL, nodes: int) -> np.ndarray:
 def _gaussian_from_stats(fit, draws: FlatDraws) -> np.ndarray:
     """Exact ℓ_j of a one-factor Gaussian model for all clusters at once, shape (S, J).
 
+    With a residual SD per group (``sigma_by``), ``V_j = Z_j T Z_jᵀ + D_j`` with
+    ``D_j = diag(σ²_s(i))``: every cross-product is the sum over the groups' rows divided by
+    their σ_s² (:func:`bayesmix.reml.varident.group_stats`); one σ is the case of one group.
     Per chunk of draws, every product is a matrix product over the J clusters (BLAS) and the
     q × q Cholesky factors and triangular solves are written out for the whole (S, J) batch
     (q is small: a loop over q, not over draws or clusters).
@@ -260,82 +261,49 @@ def _gaussian_from_stats(fit, draws: FlatDraws) -> np.ndarray:
     from bayesmix.stats import cluster_stats
 
     design = fit.design
-    built = fit.built
-    stats = built.stats if built is not None and built.stats is not None else None
-    if stats is None or stats.M.shape[0] != design.J:
-        stats = cluster_stats(design)
-    sc = stats.scaling
-    p, q = stats.p, stats.q
-    M = stats.M
-    J = M.shape[0]
-    XX = M[:, :p, :p].reshape(J, p * p)
-    XZ, Xy = M[:, :p, p : p + q], M[:, :p, -1]
-    ZZ, Zy, yy = M[:, p : p + q, p : p + q].reshape(J, q * q), M[:, p : p + q, -1], M[:, -1, -1]
-    n = stats.n.astype(float)
-    jacobian = n * np.log(sc.y_scale)
-    name = design.effects[0].name
-    out = np.empty((draws.S, J))
-    for lo in range(0, draws.S, 64):
-        s = slice(lo, min(draws.S, lo + 64))
-        b = sc.beta_to_std(draws.beta[s])                          # (S, p)
-        L = np.linalg.cholesky(sc.cov_to_std(draws.cov[name][s]))  # (S, q, q)
-        s2 = (draws.sigma[s] / sc.y_scale) ** 2                     # (S,)
-        bb = (b[:, :, None] * b[:, None, :]).reshape(-1, p * p)
-        rr = yy[None] - 2 * b @ Xy.T + bb @ XX.T                   # (S, J)
-        Zr = Zy[None] - np.tensordot(b, XZ, axes=([1], [1]))       # (S, J, q)
-        LL = (L[:, :, None, :, None] * L[:, None, :, None, :]).reshape(-1, q * q, q * q)
-        # (S, J, q²): LᵀZᵀZL / σ² (einsum: numpy's broadcast matmul of (J, q²) by a stack of
-        # (q², q²) is ten times slower)
-        A = np.einsum("jk,skl->sjl", ZZ, LL / s2[:, None, None], optimize=True)
-        A[..., :: q + 1] += 1.0
-        rhs = np.einsum("sjk,skl->sjl", Zr, L / s2[:, None, None], optimize=True)  # LᵀZᵀr/σ²
-        logdet, ww = _small_cholesky_solve(A.reshape(-1, J, q, q), rhs)
-        rr /= s2[:, None]
-        rr += logdet
-        rr -= ww
-        rr += n * np.log(2 * np.pi * s2[:, None])
-        rr *= -0.5
-        rr -= jacobian
-        out[s] = rr
-    return out
+    if design.sigma_index is not None:
+        from bayesmix.reml.varident import group_stats
 
-
-def _gaussian_by_group(design, draws: FlatDraws) -> np.ndarray:
-    """Exact ℓ_j, shape (S, J), with a residual SD per group (``sigma_by``).
-
-    ``V_j = Z_j T Z_jᵀ + D_j``, ``D_j = diag(σ²_s(i))``: the Woodbury identity with the
-    cross-products of each group's rows divided by its σ_s² (:mod:`bayesmix.reml.varident`).
-    """
-    from bayesmix.reml.varident import group_stats
-
-    groups = group_stats(design)
+        groups = group_stats(design)
+    else:
+        built = fit.built
+        stats = built.stats if built is not None and built.stats is not None else None
+        if stats is None or stats.M.shape[0] != design.J:
+            stats = cluster_stats(design)
+        groups = [stats]
     sc = groups[0].scaling
-    p, q, J = groups[0].p, groups[0].q, design.J
-    n = sum(g.n for g in groups).astype(float)
+    p, q = groups[0].p, groups[0].q
+    J = groups[0].M.shape[0]
+    parts = []  # per group: X'X, X'Z, X'y, Z'Z, Z'y, y'y, n_j
+    for st in groups:
+        M = st.M
+        parts.append((M[:, :p, :p].reshape(J, p * p), M[:, :p, p : p + q], M[:, :p, -1],
+                      M[:, p : p + q, p : p + q].reshape(J, q * q), M[:, p : p + q, -1],
+                      M[:, -1, -1], st.n.astype(float)))
+    jacobian = sum(part[-1] for part in parts) * np.log(sc.y_scale)
     name = design.effects[0].name
     out = np.empty((draws.S, J))
     for lo in range(0, draws.S, 64):
         s = slice(lo, min(draws.S, lo + 64))
         b = sc.beta_to_std(draws.beta[s])                          # (S, p)
         L = np.linalg.cholesky(sc.cov_to_std(draws.cov[name][s]))  # (S, q, q)
-        s2 = (draws.sigma[s] / sc.y_scale) ** 2                     # (S, G)
-        rr = np.zeros((b.shape[0], J))
-        zr = np.zeros((b.shape[0], J, q))
-        zz = np.zeros((b.shape[0], J, q, q))
-        nlog = np.zeros((b.shape[0], J))
-        for g, st in enumerate(groups):
+        s2 = (draws.sigma[s] / sc.y_scale) ** 2                     # (S,) or (S, G)
+        s2 = s2[:, None] if s2.ndim == 1 else s2
+        bb = (b[:, :, None] * b[:, None, :]).reshape(-1, p * p)
+        LL = (L[:, :, None, :, None] * L[:, None, :, None, :]).reshape(-1, q * q, q * q)
+        A = rhs = total = 0.0
+        for g, (XX, XZ, Xy, ZZ, Zy, yy, n) in enumerate(parts):
             inv = 1.0 / s2[:, g]
-            bb = (b[:, :, None] * b[:, None, :]).reshape(-1, p * p)
-            rr += inv[:, None] * (st.yy[None] - 2 * b @ st.Xy.T
-                                  + bb @ st.XX.reshape(J, p * p).T)
-            zr += inv[:, None, None] * (st.Zy[None] - np.tensordot(b, st.XZ, axes=([1], [1])))
-            zz += inv[:, None, None, None] * st.ZZ[None]
-            nlog += st.n[None, :] * np.log(2 * np.pi * s2[:, g])[:, None]
-        A = np.einsum("sab,sjbc,scd->sjad", np.swapaxes(L, 1, 2), zz, L)
-        A += np.eye(q)
-        rhs = np.einsum("sjb,sbd->sjd", zr, L)                     # Lᵀ Zᵀ D⁻¹ r
-        logdet, ww = _small_cholesky_solve(A, rhs)
-        out[s] = -0.5 * (nlog + logdet + rr - ww) - n * np.log(sc.y_scale)
+            rr = yy[None] - 2 * b @ Xy.T + bb @ XX.T              # (S, J)
+            Zr = Zy[None] - np.tensordot(b, XZ, axes=([1], [1]))   # (S, J, q)
+            # (S, J, q²): LᵀZᵀZL / σ² (einsum: numpy's broadcast matmul of (J, q²) by a stack
+            # of (q², q²) is ten times slower)
+            A = A + np.einsum("jk,skl->sjl", ZZ, LL * inv[:, None, None], optimize=True)
+            rhs = rhs + np.einsum("sjk,skl->sjl", Zr, L * inv[:, None, None], optimize=True)
+            total = total + rr * inv[:, None] + n * np.log(2 * np.pi * s2[:, g])[:, None]
+        A[..., :: q + 1] += 1.0
+        logdet, ww = _small_cholesky_solve(A.reshape(-1, J, q, q), rhs)
+        out[s] = -0.5 * (total + logdet - ww) - jacobian
     return out
 
 

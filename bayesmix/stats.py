@@ -301,7 +301,7 @@ def scan_levels(
     -------
     Levels
     """
-    from bayesmix.design.coding import _levels
+    from bayesmix.design.coding import POLY_CONTRASTS, _levels, contrasts_key
     from bayesmix.design.validate import is_categorical
     from bayesmix.stream_transforms import TransformSums
 
@@ -314,11 +314,14 @@ def scan_levels(
     sums = TransformSums(spec)
     cluster_values: set = set()
     cat_values: dict[str, set] = {}
+    dtypes: dict[str, pd.CategoricalDtype] = {}  # category columns (Parquet): their order
     checked = False
     for chunk in _iter_chunks(path, columns, chunk_rows):
         if not checked:
             cat_values = {v: set() for v in plain if is_categorical(spec, chunk[v])}
             cat_values.update({v: set() for v in coded})
+            dtypes = {v: chunk[v].dtype for v in cat_values if v not in coded
+                      and isinstance(chunk[v].dtype, pd.CategoricalDtype)}
             checked = True
         cluster_values.update(pd.unique(chunk[spec.cluster].dropna()))
         for var, seen in cat_values.items():
@@ -331,12 +334,16 @@ def scan_levels(
             f"cluster labels of {spec.cluster!r} are not distinct as text (e.g. 1 and '1')"
         )
     references = {v: t.expr.reference for v, t in spec.transforms.items() if t.categorical}
-    categorical = {
-        var: tuple(_levels(pd.Series(_sorted_unique(seen)),
-                           references.get(var) or spec.reference_levels.get(var), var))
-        for var, seen in cat_values.items()
-    }
-    return Levels(clusters, categorical, sums.fitted(clusters))
+    categorical, fitted = {}, sums.fitted(clusters)
+    for var, seen in cat_values.items():
+        values = pd.Series(_sorted_unique(seen))
+        if var in dtypes:  # a category column keeps its categories' order, as build_design
+            values = values.astype(dtypes[var])
+        ref = references.get(var) or spec.reference_levels.get(var)
+        categorical[var] = tuple(_levels(values, ref, var))
+        if var in dtypes and dtypes[var].ordered and ref is None:  # R's contr.poly
+            fitted[contrasts_key(var)] = POLY_CONTRASTS
+    return Levels(clusters, categorical, fitted)
 
 
 def _streamable(spec: Spec) -> None:

@@ -10,58 +10,16 @@ suppressPackageStartupMessages(library(lme4))
 # stopping rule, which stops a little short along flat directions.
 ctrl <- lmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-12, maxfun = 1e5))
 
-# The grouping factors written in the formula, as vectors of their parts outer to inner: a/b/c
-# gives a, a:b and a:b:c; a:b stays a:b.
-written_groups <- function(f) {
-  parts <- function(e) {
-    if (is.call(e) && identical(e[[1]], as.name(":")))
-      return(c(parts(e[[2]]), parts(e[[3]])))
-    if (is.call(e) && identical(e[[1]], as.name("("))) return(parts(e[[2]]))
-    deparse(e)
-  }
-  nested <- function(e) {
-    if (is.call(e) && identical(e[[1]], as.name("/"))) {
-      outer <- nested(e[[2]])
-      inner <- parts(e[[3]])
-      return(c(outer, list(c(outer[[length(outer)]], inner))))
-    }
-    list(parts(e))
-  }
-  walk <- function(e) {
-    if (!is.call(e)) return(list())
-    op <- as.character(e[[1]])
-    if (op %in% c("|", "||")) return(nested(e[[3]]))
-    unlist(lapply(as.list(e)[-1], walk), recursive = FALSE)
-  }
-  walk(f[[length(f)]])
-}
-
-# lme4's name of a grouping factor as its parts in lme4's order ("student:(school:(region))").
-lme4_parts <- function(name) strsplit(gsub("[()]", "", name), ":", fixed = TRUE)[[1]]
-
-# Map lme4's name of a grouping factor to the written parts (outer to inner) and the
-# permutation that takes lme4's parts to them.
-group_map <- function(name, written) {
-  p <- lme4_parts(name)
-  hits <- Filter(function(w) length(w) == length(p) && setequal(w, p), written)
-  if (length(hits) == 0) stop("grouping factor ", name, " is not in the formula")
-  w <- hits[[1]]
-  list(name = paste(w, collapse = ":"), perm = match(w, p))
-}
-
-reorder_levels <- function(levels, perm) {
-  if (length(perm) == 1) return(levels)
-  s <- strsplit(levels, ":", fixed = TRUE)
-  if (any(lengths(s) != length(perm))) stop("level labels with ':' in an id")
-  vapply(s, function(x) paste(x[perm], collapse = ":"), "")
-}
+# The helpers that map lme4's names of grouping factors to the written ones
+# (.rj_written_groups, .rj_group_map, .rj_reorder_levels) are write_reml_json.R's.
+source("scripts/write_reml_json.R")
 
 write_reml_json_v2 <- function(fit, path, data_path, formula = NULL, note = NULL,
                                refits = 0L) {
   stopifnot(inherits(fit, "merMod"))
   # lmer expands '||' in formula(fit); the formula as written is passed in.
   f <- if (is.null(formula)) formula(fit) else formula
-  written <- written_groups(f)
+  written <- .rj_written_groups(f)
   vc <- lme4::VarCorr(fit)
   cnms <- lme4::getME(fit, "cnms")          # names: the factors, not made unique
   flist <- lme4::getME(fit, "flist")
@@ -74,7 +32,7 @@ write_reml_json_v2 <- function(fit, path, data_path, formula = NULL, note = NULL
   ord <- if (any(diff(nl) > 0)) rev(order(nl)) else seq_along(nl)
   stopifnot(identical(unname(bar_group[ord]), names(cnms)), length(vc) == length(ord))
   random <- lapply(seq_along(vc), function(k) {
-    g <- group_map(names(cnms)[k], written)
+    g <- .rj_group_map(names(cnms)[k], written)
     cov_u <- vc[[k]]
     list(group = g$name, lme4_group = names(cnms)[k], block = ord[k],
          nlevels = nlevels(flist[[names(cnms)[k]]]),
@@ -83,10 +41,10 @@ write_reml_json_v2 <- function(fit, path, data_path, formula = NULL, note = NULL
   })
   re <- lme4::ranef(fit, condVar = FALSE)
   modes <- lapply(names(re), function(nm) {
-    g <- group_map(nm, written)
+    g <- .rj_group_map(nm, written)
     m <- as.matrix(re[[nm]])
     list(group = g$name, lme4_group = nm,
-         levels = I(reorder_levels(rownames(re[[nm]]), g$perm)),
+         levels = I(.rj_reorder_levels(rownames(re[[nm]]), g$perm)),
          terms = I(colnames(m)), values = unname(m))
   })
   method <- if (lme4::isREML(fit)) "REML" else "ML"

@@ -110,3 +110,24 @@ def test_transformed_variables_stream_with_whole_file_constants(tmp_path):
         weights=bm.Weights(level1="Size"))
     with pytest.raises(DataError, match="do not carry sampling weights"):
         stream_cluster_stats(path, weighted)
+
+
+def test_ordered_factor_in_parquet_streams_with_polynomial_contrasts(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    data = pd.read_csv(MODELS.parent / "data" / "sleepstudy.csv", dtype={"Subject": str})
+    # categories in an order that is not the sorted one, and ordered: contr.poly over it
+    data["period"] = pd.Categorical(np.where(data["Days"] < 3, "early",
+                                             np.where(data["Days"] < 7, "mid", "late")),
+                                    categories=["early", "mid", "late"], ordered=True)
+    spec = bm.Spec.from_formula("Reaction ~ period + (1 | Subject)")
+    design = bm.build_design(spec, data)
+    assert design.fixed_terms[1:] == ("period.L", "period.Q")
+    path = tmp_path / "sleep.parquet"
+    data.to_parquet(path)
+    levels = scan_levels(path, spec, chunk_rows=50)
+    assert levels.categorical["period"] == ("early", "mid", "late")
+    ref = cluster_stats(design)
+    st = stream_cluster_stats(path, spec, levels=levels, chunk_rows=37).to_scaling(ref.scaling)
+    np.testing.assert_allclose(st.M, ref.M, rtol=1e-12, atol=1e-9 * np.abs(ref.M).max())

@@ -13,6 +13,7 @@ from bayesmix.design import validate
 from bayesmix.design.coding import Coder, _levels, model_columns
 from bayesmix.design.derive import Deriver
 from bayesmix.design.outcome import family_arrays
+from bayesmix.design.sampling_weights import survey_weights
 from bayesmix.design.terms import (
     FactorEffects,
     Grouping,
@@ -32,7 +33,6 @@ from bayesmix.notation import (
 )
 from bayesmix.scaling import Scaling
 from bayesmix.spec.model import Spec
-from bayesmix.weights import survey_weights
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,15 @@ def _levels(series: pd.Series, reference: str | None, var: str) -> list[str]:
     return levels
 
 
+POLY_CONTRASTS = "poly"
+"""The value kept under :func:`contrasts_key` for an ordered factor coded with ``contr.poly``."""
+
+
+def contrasts_key(var: str) -> str:
+    """The key of ``Design.fitted`` that records a variable's polynomial contrasts."""
+    return f"contrasts({var})"
+
+
 class Coder:
     """Codes variables and products of variables into numeric columns.
 
@@ -170,13 +179,13 @@ class Coder:
         coded with R's default contrasts for ordered factors, ``contr.poly`` (.L, .Q, .C ...);
         the choice is kept in :attr:`fitted` so new data are coded alike.
         """
-        key = f"contrasts({var})"
+        key = contrasts_key(var)
         if self.fixed_levels is not None:
-            return self.fitted.get(key) == "poly"
+            return self.fitted.get(key) == POLY_CONTRASTS
         ordered = (transform is None and ref is None
                    and isinstance(series.dtype, pd.CategoricalDtype) and series.dtype.ordered)
         if ordered:
-            self.fitted[key] = "poly"  # type: ignore[assignment]
+            self.fitted[key] = POLY_CONTRASTS  # type: ignore[assignment]
         return ordered
 
     def product(self, variables: tuple[str, ...]) -> list[_Column]:

@@ -300,11 +300,17 @@ class Deriver:
         return poly_values(x, self.fitted[key])
 
 
-def _constant_within(x: np.ndarray, index: np.ndarray, J: int) -> bool:
+def range_by(x: np.ndarray, index: np.ndarray, J: int) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest and largest x in each unit 0..J-1 of ``index``, two arrays (J,)."""
     lo = np.full(J, np.inf)
     hi = np.full(J, -np.inf)
     np.minimum.at(lo, index, x)
     np.maximum.at(hi, index, x)
+    return lo, hi
+
+
+def _constant_within(x: np.ndarray, index: np.ndarray, J: int) -> bool:
+    lo, hi = range_by(x, index, J)
     return bool(np.all(lo == hi))
 
 

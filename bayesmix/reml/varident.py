@@ -48,15 +48,18 @@ class VarIdentFit:
 
 
 def group_stats(design: Design, scaling=None) -> list[ClusterStats]:
-    """The per-cluster cross-products of each residual-SD group's rows, shape S × (J, d, d)."""
-    w1 = design.weights1 if design.weights1 is not None else np.ones(design.n)
-    sc = scaling if scaling is not None else design.scaling
-    return [
-        cross_products(design.atoms, design.y, design.cluster_index, design.J, scaling=sc,
-                       row_weights=w1 * (design.sigma_index == s),
-                       cluster_weights=design.weights2)
-        for s in range(len(design.sigma_levels))
-    ]
+    """The per-cluster cross-products of each residual-SD group's rows, S × (J, d, d).
+
+    One pass over the rows: the units are the (cluster, group) pairs, ``j · S + s``.
+    """
+    S, J = len(design.sigma_levels), design.J
+    st = cross_products(design.atoms, design.y, design.cluster_index * S + design.sigma_index,
+                        J * S, scaling=scaling if scaling is not None else design.scaling,
+                        row_weights=design.weights1)
+    d = st.M.shape[-1]
+    M, n = st.M.reshape(J, S, d, d), st.n.reshape(J, S)
+    return [ClusterStats(n=n[:, s], M=M[:, s], p=st.p, q=st.q, scaling=st.scaling,
+                         weight=design.weights2) for s in range(S)]
 
 
 def combine(groups: list[ClusterStats], delta: np.ndarray) -> ClusterStats:

@@ -421,13 +421,13 @@ class _Parser:
         self.fail('the reference level is text: C(x, Treatment("b")) or C(x, "b")', arg[3])
 
 
-def _treatment(line: str, start: int, end: int) -> tuple[str, int, int]:
+def _treatment(line: str, start: int, end: int) -> str:
     """Rewrite ``Treatment("b")`` / ``Treatment(ref = "b")`` / ``contr.treatment`` to ``"b"``."""
     text = line[start:end]
     pattern = re.compile(r"""(?:Treatment|contr\.treatment)\s*\(\s*(?:(?:ref|reference|base)
                              \s*=\s*)?("[^"]*"|'[^']*'|\d+)\s*\)""", re.VERBOSE)
     return pattern.sub(lambda m: m.group(1) if m.group(1)[0] in "\"'" else f'"{m.group(1)}"',
-                       text), start, end
+                       text)
 
 
 def parse_call(line: str, start: int, lineno: int | None = None) -> tuple[Transform, int]:
@@ -445,7 +445,7 @@ def parse_call(line: str, start: int, lineno: int | None = None) -> tuple[Transf
         Unbalanced parentheses, an unknown function or a malformed argument, pointing at it.
     """
     end = _closing(line, start, lineno)
-    text, _, _ = _treatment(line, start, end)
+    text = _treatment(line, start, end)
     if text == line[start:end]:
         parser = _Parser(line, start, end, lineno)
     else:  # Treatment("b") rewritten to "b": positions refer to the rewritten call
