@@ -58,7 +58,9 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and editors
     from bayesmix.scaling import Scaling
     from bayesmix.settings import SamplerSettings
     from bayesmix.spec import Coefficient, Gamma, RandomTerm, Spec
-    from bayesmix.stats import ClusterStats, cluster_stats, stream_cluster_stats
+    from bayesmix.stats import ClusterStats
+    from bayesmix.stats_sources import cluster_stats
+    from bayesmix.stats_stream import stream_cluster_stats
     from bayesmix.variance import VariancePartition, variance
     from bayesmix.weights import Weights
 
@@ -111,8 +113,8 @@ _LAZY: dict[str, str] = {
     "RandomTerm": "bayesmix.spec",
     "Spec": "bayesmix.spec",
     "ClusterStats": "bayesmix.stats",
-    "cluster_stats": "bayesmix.stats",
-    "stream_cluster_stats": "bayesmix.stats",
+    "cluster_stats": "bayesmix.stats_sources",
+    "stream_cluster_stats": "bayesmix.stats_stream",
     "Weights": "bayesmix.weights",
 }
 """Where each public name lives: imported on first use, so that ``import bayesmix`` for a spec,

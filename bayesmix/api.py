@@ -42,6 +42,19 @@ def load_data(spec: Spec) -> pd.DataFrame:
         ) from None
 
 
+def _refuse_rows_elsewhere(data) -> None:
+    """A Dask DataFrame or files: the posterior needs a design in memory (say what to do)."""
+    from bayesmix.stats_sources import is_rows_elsewhere
+
+    if is_rows_elsewhere(data):
+        raise DataError(
+            "the posterior is fitted from a design in memory; it cannot be computed from a "
+            f"{type(data).__name__} without collecting its rows. Use bm.fit_reml(spec, ddf) "
+            "(REML / ML from statistics computed where the rows are), or collect the rows "
+            "when they fit in memory (ddf.compute(), pd.read_parquet(path)) and pass the "
+            "DataFrame")
+
+
 def _import_sampler(sampler: str) -> None:
     """Import PyMC, PyTensor and the sampler now, so that ``timings["import"]`` holds them.
 
@@ -100,6 +113,7 @@ def fit(
         spec = spec.with_options(weights=weights)
     if data is None:
         data = load_data(spec)
+    _refuse_rows_elsewhere(data)
     base = settings or spec.sampler or SamplerSettings()
     settings = base.updated(
         draws=draws,

@@ -210,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_arguments(p)
     p.set_defaults(func=_cmd_compare)
 
+    from bayesmix import cli_reml
+
+    p = sub.add_parser("reml", help="REML / ML estimates of a model file (its rows may stay "
+                       "in files or on a Dask cluster: --data, --scheduler)")
+    cli_reml.add_arguments(p)
+    p.set_defaults(func=cli_reml.run_reml_cli)
+
     from bayesmix import cli_loo
 
     p = sub.add_parser("loo", help="PSIS-LOO (ELPD, SE, p_loo, Pareto k) of model files or fits")

@@ -1,8 +1,8 @@
 """The constants of transformed variables from sums, for statistics streamed from a file.
 
-:func:`bayesmix.stats.scan_levels` reads a file once, chunk by chunk, to find the cluster
+:func:`bayesmix.stats_stream.scan_levels` reads a file once, chunk by chunk, to find the cluster
 labels and categorical levels; it also folds into :class:`TransformSums` what the calls of
-:mod:`bayesmix.spec.transforms` need, so that :func:`bayesmix.stats.stream_cluster_stats`
+:mod:`bayesmix.spec.transforms` need, so that :func:`bayesmix.stats_stream.stream_cluster_stats`
 codes every chunk with the constants of the whole data, as :func:`bayesmix.build_design` does
 on a DataFrame, without another pass over the rows:
 
@@ -81,16 +81,7 @@ class TransformSums:
             if isinstance(node, Centre):
                 part = pd.DataFrame({"x": x, "label": labels}).groupby("label")["x"].agg(
                     ["sum", "count", "min", "max"])
-                old = self.by_cluster.get(key)
-                if old is not None:
-                    both = old.index.union(part.index)
-                    old, part = old.reindex(both), part.reindex(both)
-                    part = pd.DataFrame({
-                        "sum": old["sum"].fillna(0) + part["sum"].fillna(0),
-                        "count": old["count"].fillna(0) + part["count"].fillna(0),
-                        "min": np.fmin(old["min"], part["min"]),
-                        "max": np.fmax(old["max"], part["max"])})
-                self.by_cluster[key] = part
+                self.by_cluster[key] = _merge_cluster_sums(self.by_cluster.get(key), part)
                 continue
             degree = 2 * node.degree if isinstance(node, Poly) else 2
             c = self.shift.setdefault(key, float(np.mean(x)))
@@ -101,6 +92,31 @@ class TransformSums:
                 seen = self.distinct.setdefault(key, set())
                 if len(seen) <= node.degree:
                     seen.update(np.unique(x)[: node.degree + 1].tolist())
+
+    def merge(self, other: TransformSums) -> TransformSums:
+        """The sums of this object's pieces and of ``other``'s, as a new object.
+
+        Per-cluster sums add (min and max combine); power sums about different shifts are
+        re-expressed about this object's shift (:func:`bayesmix.level_scan.shift_moments`).
+        """
+        from bayesmix.level_scan import shift_moments
+
+        out = TransformSums(self.spec)
+        keys = set(self.by_cluster) | set(other.by_cluster)
+        out.by_cluster = {k: _merge_cluster_sums(self.by_cluster.get(k),
+                                                 other.by_cluster.get(k)) for k in keys}
+        for key in set(self.moments) | set(other.moments):
+            if key not in other.moments or key not in self.moments:
+                src = self if key in self.moments else other
+                out.moments[key], out.shift[key] = src.moments[key], src.shift[key]
+                continue
+            c = self.shift[key]
+            out.shift[key] = c
+            out.moments[key] = self.moments[key] + shift_moments(other.moments[key],
+                                                                 other.shift[key], c)
+        for key in set(self.distinct) | set(other.distinct):
+            out.distinct[key] = self.distinct.get(key, set()) | other.distinct.get(key, set())
+        return out
 
     def fitted(self, clusters: tuple[str, ...]) -> dict:
         """The constants (``Design.fitted``'s entries) of every stateful call."""
@@ -145,6 +161,19 @@ class TransformSums:
                             f"use grand({arg}) or {arg} itself")
         return CentreFit(None, self.spec.cluster, float(sums["sum"].sum() / sums["count"].sum()),
                          tuple(clusters), per_cluster)
+
+
+def _merge_cluster_sums(old: pd.DataFrame | None, part: pd.DataFrame | None) -> pd.DataFrame:
+    """Per-cluster sum, count, min and max of two sets of pieces, as one."""
+    if old is None or part is None:
+        return part if old is None else old
+    both = old.index.union(part.index)
+    old, part = old.reindex(both), part.reindex(both)
+    return pd.DataFrame({
+        "sum": old["sum"].fillna(0) + part["sum"].fillna(0),
+        "count": old["count"].fillna(0) + part["count"].fillna(0),
+        "min": np.fmin(old["min"], part["min"]),
+        "max": np.fmax(old["max"], part["max"])})
 
 
 def poly_from_moments(sums: np.ndarray, shift: float, degree: int) -> PolyFit:

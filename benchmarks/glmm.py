@@ -3,10 +3,17 @@
     python benchmarks/glmm.py --cases cbpp --peers brms
     python benchmarks/glmm.py --cases bern100k --peers bambi,glmer
     python benchmarks/glmm.py --cases cbpp --peers brms --likelihood auto,agq,laplace
+    python benchmarks/glmm.py --cases bern100k --peers bambi,glmer \
+        --bambi-python /path/to/venv/bin/python --draws 500 --tune 500
 
 Every (case, tool) runs in a subprocess of its own and prints one JSON object per line (also
 written to ``benchmarks/results/glmm-<cases>.json``).  Draws: 4 chains × 1,000 after 1,000
-warm-up for every sampler.  Speed is measured here, never asserted in tests.
+warm-up for every sampler (``--draws`` / ``--tune`` change both for every Python tool in the
+run).  Speed is measured here, never asserted in tests.
+
+bambi 0.17 needs PyMC 5, bayesmix PyMC 6: bambi runs in a virtual environment of its own
+(``python -m venv bambi-venv && bambi-venv/bin/python -m pip install bambi nutpie``), named by
+``--bambi-python``.
 
 Cases
 -----
@@ -83,7 +90,8 @@ def simulate_bern100k(path: Path) -> None:
     pd.DataFrame({"y": y, "x": x, "w": w[g], "g": g}).to_csv(path, index=False)
 
 
-def child_bayesmix(case: str, data: str, likelihood: str = "auto") -> dict:
+def child_bayesmix(case: str, data: str, likelihood: str = "auto", draws: int = DRAWS,
+                   tune: int = TUNE) -> dict:
     t0 = time.perf_counter()
     import numpy as np
     import pandas as pd
@@ -98,7 +106,7 @@ def child_bayesmix(case: str, data: str, likelihood: str = "auto") -> dict:
         spec = bm.Spec.from_formula(BERN, family="bernoulli")
         frame = pd.read_csv(data)
     start = time.perf_counter()
-    fit = bm.fit(spec, frame, draws=DRAWS, tune=TUNE, chains=CHAINS, random_seed=1,
+    fit = bm.fit(spec, frame, draws=draws, tune=tune, chains=CHAINS, random_seed=1,
                  progressbar=False, likelihood=likelihood)
     wall = time.perf_counter() - start
     s = bm.summarize(fit, warn=False)
@@ -114,26 +122,25 @@ def child_bayesmix(case: str, data: str, likelihood: str = "auto") -> dict:
             "ess_per_s": s.min_ess_bulk / wall if np.isfinite(s.min_ess_bulk) else None}
 
 
-def child_bambi(data: str) -> dict:
+def child_bambi(data: str, draws: int = DRAWS, tune: int = TUNE) -> dict:
     t0 = time.perf_counter()
     import bambi as bmb
     import numpy as np
     import pandas as pd
-
-    sys.path.insert(0, str(HERE))
-    from run import _ess_rhat
+    from arviz_stats import ess, rhat
 
     t_import = time.perf_counter() - t0
     frame = pd.read_csv(data)
     frame["g"] = frame["g"].astype(str)
     start = time.perf_counter()
     model = bmb.Model(BERN, frame, family="bernoulli")
-    idata = model.fit(draws=DRAWS, tune=TUNE, chains=CHAINS, inference_method="nutpie",
+    idata = model.fit(draws=draws, tune=tune, chains=CHAINS, inference_method="nutpie",
                       random_seed=11, progressbar=False)
     wall = time.perf_counter() - start
     post = idata["posterior"]
     names = [v for v in post.data_vars if "|" not in v or v.endswith("_sigma")]
-    ess_min, rhat_max = _ess_rhat(post, names)
+    ess_min = min(float(np.nanmin(np.asarray(ess(post[v], method="bulk")))) for v in names)
+    rhat_max = max(float(np.nanmax(np.asarray(rhat(post[v])))) for v in names)
     div = int(np.asarray(idata["sample_stats"]["diverging"]).sum())
     return {"import_s": t_import, "fit_s": wall, "wall_s": t_import + wall,
             "ess_min": ess_min, "rhat_max": rhat_max, "divergences": div,
@@ -159,11 +166,11 @@ def run_r(script: str, *args: str, timeout: float | None = None) -> dict:
     return res
 
 
-def run_child(*args: str, timeout: float | None = None) -> dict:
-    """Run this file as ``--child KIND CASE DATA [LIKELIHOOD]``; its last line is JSON."""
+def run_child(*args: str, timeout: float | None = None, python: str | None = None) -> dict:
+    """Run this file as ``--child KIND CASE DATA DRAWS TUNE [LIKELIHOOD]``; last line: JSON."""
     start = time.perf_counter()
     try:
-        out = subprocess.run([sys.executable, __file__, "--child", *args],
+        out = subprocess.run([python or sys.executable, __file__, "--child", *args],
                              capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"did not finish within {timeout:.0f} s",
@@ -178,8 +185,9 @@ def run_child(*args: str, timeout: float | None = None) -> dict:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         kind, case, data = sys.argv[2], sys.argv[3], sys.argv[4]
-        res = (child_bambi(data) if kind == "bambi"
-               else child_bayesmix(case, data, *sys.argv[5:6]))
+        draws, tune = int(sys.argv[5]), int(sys.argv[6])
+        res = (child_bambi(data, draws, tune) if kind == "bambi"
+               else child_bayesmix(case, data, sys.argv[7], draws, tune))
         print(json.dumps(res))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -189,8 +197,13 @@ def main() -> None:
     ap.add_argument("--likelihood", default="auto",
                     help="bayesmix's likelihood forms, comma-separated (auto, cells, rows, "
                          "laplace, agq); each is one bayesmix row")
+    ap.add_argument("--draws", type=int, default=DRAWS)
+    ap.add_argument("--tune", type=int, default=TUNE)
+    ap.add_argument("--bambi-python", default=sys.executable,
+                    help="the Python of a virtual environment with bambi and nutpie")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
+    sizes = (str(args.draws), str(args.tune))
     peers = set(args.peers.split(",")) if args.peers else set()
     rows: list[dict] = []
 
@@ -206,7 +219,8 @@ def main() -> None:
         mines = []
         for form in args.likelihood.split(","):
             mine = {"case": case, "tool": f"bayesmix:{form}",
-                    **run_child("bayesmix", case, str(data), form)}
+                    "draws": args.draws, "tune": args.tune,
+                    **run_child("bayesmix", case, str(data), *sizes, form)}
             emit(mine)
             mines.append(mine)
         if case == "cbpp" and "brms" in peers:
@@ -218,8 +232,9 @@ def main() -> None:
                     emit({"case": case, "ratio": f"brms wall / {mine['tool']} wall",
                           "value": br["total_s"] / mine["wall_s"]})
         if case == "bern100k" and "bambi" in peers:
-            ba = {"case": case, "tool": "bambi",
-                  **run_child("bambi", case, str(data), timeout=args.peer_timeout)}
+            ba = {"case": case, "tool": "bambi", "draws": args.draws, "tune": args.tune,
+                  **run_child("bambi", case, str(data), *sizes, timeout=args.peer_timeout,
+                              python=args.bambi_python)}
             emit(ba)
             for mine in mines:
                 if ba.get("ess_per_s") and mine.get("ess_per_s"):

@@ -26,7 +26,7 @@ bm.equations(spec, data).matrix
 from bayesmix.cli import main
 main(["equations", "models/dung.toml"])
 print(json.dumps({m: m in sys.modules for m in ("pymc", "pytensor", "arviz", "arviz_base",
-                                                 "nutpie", "matplotlib")}))
+                                                 "nutpie", "matplotlib", "dask", "duckdb")}))
 """
 
 

@@ -17,9 +17,7 @@ from bayesmix.errors import BayesmixError
 from bayesmix.reml.profiled import (
     lambda_from_theta,
     optimize_theta,
-    solve_pls,
     theta_from_covariance,
-    theta_index,
 )
 from bayesmix.spec.model import Spec
 from bayesmix.stats import cluster_stats
@@ -279,8 +277,10 @@ def fit_reml(
     ----------
     spec_or_design : Spec or Design
         The model; a Spec needs ``data``.
-    data : DataFrame, optional
-        The data, when a Spec is given.
+    data : DataFrame, str, Path, list or dask.dataframe.DataFrame, optional
+        The data, when a Spec is given.  Files (CSV, Parquet, globs) and Dask DataFrames are
+        not read into memory: the per-cluster statistics are computed where the rows are
+        (:mod:`bayesmix.reml.from_stats`; one-factor Gaussian models).
     method : {"REML", "ML"}
         Restricted (default) or full maximum likelihood.
     start : ndarray, optional
@@ -307,6 +307,14 @@ def fit_reml(
     elif isinstance(spec_or_design, Spec):
         if data is None:
             raise BayesmixError("fit_reml(spec, data): give the data with a Spec")
+        from bayesmix.stats_sources import is_rows_elsewhere
+
+        if is_rows_elsewhere(data):  # files or a Dask DataFrame: statistics where they are
+            from bayesmix.reml.from_stats import reml_from_source
+
+            if start is not None or weights is not None or nAGQ != 1:
+                raise BayesmixError("start=, weights= and nAGQ= are for rows in memory")
+            return reml_from_source(spec_or_design, data, method)
         spec = spec_or_design if weights is None else spec_or_design.with_options(
             weights=weights)
         design = build_design(spec, data)
@@ -347,64 +355,7 @@ def fit_reml(
         opt, stats, delta, jacobian = vi.opt, vi.stats, vi.delta, vi.jacobian
     else:
         opt = optimize_theta(stats, method, start=start_std)
-    sol = solve_pls(opt.theta, stats)
-    if sol is None or not np.isfinite(opt.criterion):
-        raise BayesmixError(
-            "the REML criterion cannot be evaluated for this model and data: y is fitted "
-            "exactly (no residual variation is left), or X and Z are numerically dependent; "
-            "check for a predictor that duplicates the outcome or another predictor"
-        )
-    # Everything below maps the standardised solution back exactly (bayesmix.scaling).
-    sigma = sc.y_scale * sol.sigma(method)
-    cov_u = sc.cov_from_std(sol.sigma(method) ** 2 * sol.lam @ sol.lam.T)
-    sd = np.sqrt(np.clip(np.diag(cov_u), 0.0, None))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = cov_u / np.outer(sd, sd)
-    corr[np.outer(sd, sd) == 0] = np.nan
-    np.fill_diagonal(corr, 1.0)
-    corr = np.clip(corr, -1.0, 1.0)
-    rows, cols = theta_index(design.q)
-    # Singularity is a property of T̃ (rank is unchanged by the invertible A_z).
-    diag_theta = opt.theta[rows == cols]
-    theta_zero = diag_theta < SINGULAR_TOL
-    singular = bool(theta_zero.any())
-    messages = list(opt.messages)
-    if singular:
-        messages += _singular_messages(sd, corr, design.random_names, design.spec.cluster,
-                                       theta_zero)
-    if not opt.converged:
-        messages.insert(0, "The REML optimiser did not converge; the numbers are not estimates.")
-    vcov = sc.vcov_from_std(sol.vcov_beta(method))
-    beta = sc.beta_from_std(sol.beta)
-    b = sc.u_from_std(sol.b)
-    theta = theta_from_covariance(cov_u, sigma)
-    criterion = sol.criterion(method) + jacobian + sc.criterion_offset(stats.n_total, method)
-    sigma_by = (None if delta is None else
-                pd.Series(sigma * delta, index=pd.Index(design.sigma_levels,
-                                                        name=design.spec.sigma_by), name="sigma"))
-    fixed = list(design.fixed_names)
-    rnames = list(design.random_names)
-    clusters = pd.Index(design.clusters, name=design.spec.cluster)
-    return REMLFit(
-        design=design,
-        method=method,
-        beta=pd.Series(beta, index=fixed, name="estimate"),
-        se=pd.Series(np.sqrt(np.diag(vcov)), index=fixed, name="se"),
-        vcov=pd.DataFrame(vcov, index=fixed, columns=fixed),
-        u=pd.DataFrame(b, index=clusters, columns=rnames),
-        sd_u=pd.Series(sd, index=rnames, name="sd"),
-        corr_u=pd.DataFrame(corr, index=rnames, columns=rnames),
-        sigma=float(sigma),
-        theta=theta,
-        criterion=criterion,
-        loglik=-0.5 * criterion,
-        converged=bool(opt.converged),
-        singular=singular,
-        messages=tuple(messages),
-        source="bayesmix",
-        formula=design.spec.to_formula(),
-        nobs=design.n,
-        origin="bayesmix",
-        sigma_by=sigma_by,
-    )
+    from bayesmix.reml.from_stats import FitLabels, assemble
 
+    return assemble(stats, opt, method, FitLabels.of_design(design), design=design,
+                    delta=delta, jacobian=jacobian)
