@@ -73,7 +73,7 @@ def _ensure_group(fit, unit: str):
         return fit
     if unit == "cluster":
         marginal_unit(fit.design)  # the error for crossed factors
-        group = log_likelihood(fit, observations=False)
+        group = log_likelihood(fit, observations=False, marginal=True)
         merged = have.merge(group)
         return with_groups(fit, {"log_likelihood": merged,
                                  "observed_data": observed_data(fit.design)})

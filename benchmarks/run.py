@@ -244,7 +244,8 @@ def _run_measured(args: list[str]) -> dict:
         os.dup2(fd, 1)
         err = os.open(args[0] + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(err, 2)
-        os.execv(sys.executable, [sys.executable, __file__, "--child", *args[1:]])
+        python = BAMBI_PYTHON if args[1:4:2] == ["run", "bambi"] else sys.executable
+        os.execv(python, [python, __file__, "--child", *args[1:]])
     _, status, usage = os.wait4(pid, 0)
     elapsed = time.perf_counter() - start
     text = Path(args[0]).read_text().strip()
@@ -289,7 +290,7 @@ def tools_for(case: str, peers: set[str]) -> list[str]:
         tools.append("bayesmix:collapsed:pymc")
     # Both nutpie back ends, whichever "auto" picks for the plain entry.
     tools += ["bayesmix:collapsed:numba", "bayesmix:collapsed:c"]
-    if "bambi" in peers and shutil.which(sys.executable) and _has("bambi"):
+    if "bambi" in peers and _has("bambi", BAMBI_PYTHON):
         tools.append("bambi")
     if "lme4" in peers and shutil.which("Rscript"):
         tools.append("lme4")
@@ -298,7 +299,15 @@ def tools_for(case: str, peers: set[str]) -> list[str]:
     return tools
 
 
-def _has(module: str) -> bool:
+BAMBI_PYTHON = os.environ.get("BAYESMIX_BAMBI_PYTHON", sys.executable)
+"""bambi needs PyMC 5 and bayesmix PyMC 6: bambi runs in a virtual environment of its own
+(``--bambi-python`` or ``BAYESMIX_BAMBI_PYTHON``)."""
+
+
+def _has(module: str, python: str | None = None) -> bool:
+    if python and python != sys.executable:
+        return subprocess.run([python, "-c", f"import {module}"],
+                              capture_output=True).returncode == 0
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
@@ -385,8 +394,13 @@ def main() -> None:
     ap.add_argument("--peers", default="bambi,lme4,brms")
     ap.add_argument("--tools", help="only these tools (comma-separated)")
     ap.add_argument("--gradient", action="store_true", help="time per gradient, J=1,000")
+    ap.add_argument("--bambi-python", help="Python of a virtual environment with bambi and "
+                    "nutpie (bambi needs PyMC 5)")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
+    if args.bambi_python:
+        global BAMBI_PYTHON
+        BAMBI_PYTHON = args.bambi_python
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.gradient:

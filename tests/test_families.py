@@ -168,16 +168,20 @@ def _simulated(n_per=12, J=25, family="bernoulli", seed=3):
     v = rng.normal(size=6) * 0.4
     eta = -0.3 + 0.5 * x + u[g] + v[h]
     t = rng.uniform(0.5, 2.0, len(g))
+    trials = rng.integers(1, 7, len(g))
     if family == "poisson":
         y = rng.poisson(t * np.exp(eta))
+    elif family == "binomial":
+        y = rng.binomial(trials, special.expit(eta))
     else:
         y = rng.binomial(1, special.expit(eta))
-    return pd.DataFrame({"y": y, "x": x, "g": g, "h": h, "t": t})
+    return pd.DataFrame({"y": y, "x": x, "g": g, "h": h, "t": t, "n": trials})
 
 
 @pytest.mark.parametrize("family, formula", [
     ("bernoulli", "y ~ x + (1 + x | g)"),
     ("bernoulli", "y ~ x + (1 | g) + (1 | h)"),
+    ("binomial", "cbind(y, n - y) ~ x + (1 + x | g)"),
     ("poisson", "y ~ x + offset(log(t)) + (1 | g)"),
     ("poisson", "y ~ x + offset(log(t)) + (1 | g) + (1 | h)"),
 ])
