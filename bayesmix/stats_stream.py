@@ -4,8 +4,8 @@ Two passes: :func:`scan_levels` finds what coding a chunk needs from the whole d
 labels, categorical levels, transform constants: :class:`bayesmix.level_scan.LevelScan`), then
 :func:`stream_cluster_stats` codes and sums each chunk (:func:`bayesmix.unit_sums.piece_sums`,
 the same NumPy code as every engine) into J × d(d+1)/2 accumulators.  The chunks come from
-pandas / pyarrow (``engine="pandas"``, one file) or from DuckDB (``engine="duckdb"``: globs,
-lists of files, hive partitions; :mod:`bayesmix.stats_duckdb`).
+pandas / pyarrow (``engine="pandas"``: a file, or a list read file after file) or from DuckDB
+(``engine="duckdb"``: globs, folders, lists; :mod:`bayesmix.stats_duckdb`).
 """
 
 from __future__ import annotations
@@ -110,8 +110,9 @@ def _streamable(spec: Spec) -> None:
     what = ("sampling weights" if spec.weights is not None else
             "sigma_by" if spec.sigma_by is not None else None)
     if what is not None:
-        raise DataError(f"statistics streamed from a file do not carry {what} yet; read the "
-                        "file into a DataFrame and use build_design")
+        raise DataError(f"statistics computed from pieces of the data (files, a Dask "
+                        f"DataFrame) do not carry {what} yet; collect the rows into a pandas "
+                        "DataFrame and use build_design")
 
 
 def check_levels(spec: Spec, levels: Levels) -> None:
