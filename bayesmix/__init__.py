@@ -59,8 +59,8 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and editors
     from bayesmix.settings import SamplerSettings
     from bayesmix.spec import Coefficient, Gamma, RandomTerm, Spec
     from bayesmix.stats import ClusterStats
-    from bayesmix.stats_sources import cluster_stats
-    from bayesmix.stats_stream import stream_cluster_stats
+    from bayesmix.stats.sources import cluster_stats
+    from bayesmix.stats.stream import stream_cluster_stats
     from bayesmix.variance import VariancePartition, variance
     from bayesmix.weights import Weights
 
@@ -113,8 +113,8 @@ _LAZY: dict[str, str] = {
     "RandomTerm": "bayesmix.spec",
     "Spec": "bayesmix.spec",
     "ClusterStats": "bayesmix.stats",
-    "cluster_stats": "bayesmix.stats_sources",
-    "stream_cluster_stats": "bayesmix.stats_stream",
+    "cluster_stats": "bayesmix.stats.sources",
+    "stream_cluster_stats": "bayesmix.stats.stream",
     "Weights": "bayesmix.weights",
 }
 """Where each public name lives: imported on first use, so that ``import bayesmix`` for a spec,

@@ -44,7 +44,7 @@ def load_data(spec: Spec) -> pd.DataFrame:
 
 def _refuse_rows_elsewhere(data) -> None:
     """A Dask DataFrame or files: the posterior needs a design in memory (say what to do)."""
-    from bayesmix.stats_sources import is_rows_elsewhere
+    from bayesmix.stats.sources import is_rows_elsewhere
 
     if is_rows_elsewhere(data):
         raise DataError(

@@ -243,7 +243,7 @@ def build_model(
         compiled once can be given new data of the same shape (see :func:`stats_data`).
     stats : ClusterStats, optional
         Per-cluster cross-products already computed (e.g. streamed from a file with
-        :func:`bayesmix.stats_stream.stream_cluster_stats`), on any scale (they are mapped onto
+        :func:`bayesmix.stats.stream.stream_cluster_stats`), on any scale (they are mapped onto
         the model's); computed from ``design`` otherwise.
 
     Returns

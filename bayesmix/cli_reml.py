@@ -9,7 +9,7 @@ r"""The ``bayesmix reml`` command (wired up in :mod:`bayesmix.cli`).
     bayesmix reml models/hsb.toml --data "s3://bucket/hsb/*.parquet" --scheduler tcp://host:8786
 
 With ``--data`` the rows are not read into memory: the per-cluster statistics are computed
-where the rows are (:mod:`bayesmix.stats_sources`; one-factor Gaussian models) and REML is
+where the rows are (:mod:`bayesmix.stats.sources`; one-factor Gaussian models) and REML is
 fitted from them.  ``--scheduler`` connects to a Dask cluster and reads ``--data`` there
 with ``dask.dataframe.read_parquet`` (or ``read_csv`` for ``.csv`` files).
 """

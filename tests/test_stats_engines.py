@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import bayesmix as bm
 from bayesmix.errors import BayesmixError, DataError
 from bayesmix.stats import cluster_stats as design_stats
-from bayesmix.stats_sources import stats_of_source
+from bayesmix.stats.sources import stats_of_source
 
 dd = pytest.importorskip("dask.dataframe")
 pytest.importorskip("duckdb")
@@ -225,7 +225,7 @@ def test_duckdb_streams_a_parquet_file_larger_than_the_memory_it_is_given(tmp_pa
     script = textwrap.dedent(f"""
         import json, numpy as np
         import bayesmix as bm
-        from bayesmix.stats_stream import scan_levels, stream_cluster_stats
+        from bayesmix.stats.stream import scan_levels, stream_cluster_stats
         import duckdb, pyarrow  # imported before the baseline is read
         spec = bm.Spec.from_formula("y ~ x + (1 | g)")
         def status(key):  # kB
@@ -234,7 +234,7 @@ def test_duckdb_streams_a_parquet_file_larger_than_the_memory_it_is_given(tmp_pa
         with open("/proc/self/clear_refs", "w") as fh:  # the peak (VmHWM) restarts here
             fh.write("5")
         base = status("VmRSS:")
-        import bayesmix.stats_duckdb as sd
+        import bayesmix.stats.duckdb_engine as sd
         sd.MEMORY_LIMIT, sd.THREADS = "64MB", 1
         levels = scan_levels({str(path)!r}, spec, chunk_rows=65_536, engine="duckdb")
         st = stream_cluster_stats({str(path)!r}, spec, levels=levels, chunk_rows=65_536,

@@ -9,7 +9,7 @@ from conftest import MODELS
 import bayesmix as bm
 from bayesmix.errors import DataError
 from bayesmix.stats import cluster_stats
-from bayesmix.stats_stream import scan_levels, stream_cluster_stats
+from bayesmix.stats.stream import scan_levels, stream_cluster_stats
 
 
 @pytest.mark.parametrize("name", ["dung", "sleepstudy", "hsb", "cross_level"])
@@ -105,7 +105,7 @@ def test_transformed_variables_stream_with_whole_file_constants(tmp_path):
     st = stream_cluster_stats(path, spec, levels=levels, chunk_rows=257).to_scaling(ref.scaling)
     np.testing.assert_allclose(st.M, ref.M, rtol=1e-10, atol=1e-8 * np.abs(ref.M).max())
     with pytest.raises(DataError, match="lacks the constants of group"):
-        stream_cluster_stats(path, spec, levels=bm.stats_stream.Levels(levels.clusters,
+        stream_cluster_stats(path, spec, levels=bm.stats.stream.Levels(levels.clusters,
                                                                  levels.categorical))
     weighted = bm.Spec.from_formula("MathAch ~ SES + (1 | School)").with_options(
         weights=bm.Weights(level1="Size"))

@@ -4,7 +4,7 @@ The profiled criterion of a one-factor Gaussian model depends on the data only t
 per-cluster cross-products (:mod:`bayesmix.reml.profiled`), so
 ``bm.fit_reml(spec, ddf)`` (a Dask DataFrame), ``bm.fit_reml(spec, "events/*.parquet")``
 (DuckDB) and ``bm.fit_reml(spec, "big.csv")`` (chunks) compute the statistics where the rows
-are (:mod:`bayesmix.stats_sources`) and optimise here: the client never holds a row.  The
+are (:mod:`bayesmix.stats.sources`) and optimise here: the client never holds a row.  The
 result is the in-memory fit's (β̂, SEs, θ̂, σ̂, criterion and conditional modes), without a
 design attached (``fit.design`` is None: fitted values and residuals need the rows).
 
@@ -117,8 +117,8 @@ def assemble(stats: ClusterStats, opt, method: str, labels: FitLabels, *, design
 def reml_from_source(spec: Spec, source: Any, method: str = "REML", *,
                      engine: str | None = None) -> REMLFit:
     """REML / ML of a one-factor Gaussian model from rows that stay where they are."""
-    from bayesmix.stats_sources import first_rows, stats_of_source
-    from bayesmix.unit_sums import piece_labels
+    from bayesmix.stats.pieces import piece_labels
+    from bayesmix.stats.sources import first_rows, stats_of_source
 
     if not spec.family.is_gaussian:
         raise DataError(

@@ -307,7 +307,7 @@ def fit_reml(
     elif isinstance(spec_or_design, Spec):
         if data is None:
             raise BayesmixError("fit_reml(spec, data): give the data with a Spec")
-        from bayesmix.stats_sources import is_rows_elsewhere
+        from bayesmix.stats.sources import is_rows_elsewhere
 
         if is_rows_elsewhere(data):  # files or a Dask DataFrame: statistics where they are
             from bayesmix.reml.from_stats import reml_from_source

@@ -5,8 +5,8 @@ better than a loop over files: expand globs and lists of files (hive-partitioned
 included), read only the model's columns from Parquet (projection push-down) or CSV, decode
 them on several threads within a memory limit, and hand the rows over as Arrow record
 batches of ``chunk_rows`` rows.  Each batch is then coded and summed per cluster by the same
-NumPy code as every other source (:func:`bayesmix.unit_sums.piece_sums`, through
-:func:`bayesmix.stats_stream.stream_cluster_stats`), so the client holds one batch and the
+NumPy code as every other source (:func:`bayesmix.stats.pieces.piece_sums`, through
+:func:`bayesmix.stats.stream.stream_cluster_stats`), so the client holds one batch and the
 J × d(d+1)/2 sums, never the file.
 
 Why the sums are not a SQL ``GROUP BY``: the products of the standardised columns of X and Z

@@ -1,8 +1,8 @@
 """The constants of transformed variables from sums, for statistics streamed from a file.
 
-:func:`bayesmix.stats_stream.scan_levels` reads a file once, chunk by chunk, to find the cluster
+:func:`bayesmix.stats.stream.scan_levels` reads a file once, chunk by chunk, to find the cluster
 labels and categorical levels; it also folds into :class:`TransformSums` what the calls of
-:mod:`bayesmix.spec.transforms` need, so that :func:`bayesmix.stats_stream.stream_cluster_stats`
+:mod:`bayesmix.spec.transforms` need, so that :func:`bayesmix.stats.stream.stream_cluster_stats`
 codes every chunk with the constants of the whole data, as :func:`bayesmix.build_design` does
 on a DataFrame, without another pass over the rows:
 
@@ -97,9 +97,9 @@ class TransformSums:
         """The sums of this object's pieces and of ``other``'s, as a new object.
 
         Per-cluster sums add (min and max combine); power sums about different shifts are
-        re-expressed about this object's shift (:func:`bayesmix.level_scan.shift_moments`).
+        re-expressed about this object's shift (:func:`bayesmix.stats.levels.shift_moments`).
         """
-        from bayesmix.level_scan import shift_moments
+        from bayesmix.stats.levels import shift_moments
 
         out = TransformSums(self.spec)
         keys = set(self.by_cluster) | set(other.by_cluster)

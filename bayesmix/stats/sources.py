@@ -1,18 +1,19 @@
 """``bm.cluster_stats``: the per-cluster statistics of a model from wherever its rows are.
 
-=======================================  ===================================================
-source                                   engine (how the rows are read and summed)
-=======================================  ===================================================
-a :class:`bayesmix.Design`               in memory (:func:`bayesmix.stats.cluster_stats`)
-a pandas DataFrame                       ``build_design`` first (every check), then in memory
-a CSV or Parquet file                    ``"pandas"``: chunks (:mod:`bayesmix.stats_stream`)
-a glob, folder or list of files          ``"duckdb"``: DuckDB's record batches
-                                         (:mod:`bayesmix.stats_duckdb`); a list can also be
-                                         read by ``"pandas"``, file after file
-a Dask DataFrame                         ``"dask"``: on the workers (:mod:`bayesmix.stats_dask`)
-=======================================  ===================================================
+=================================  =========================================================
+source                             engine (how the rows are read and summed)
+=================================  =========================================================
+a :class:`bayesmix.Design`         in memory (:func:`bayesmix.stats.cluster_stats`)
+a pandas DataFrame                 ``build_design`` first (every check), then in memory
+a CSV or Parquet file              ``"pandas"``: chunks (:mod:`bayesmix.stats.stream`)
+a glob, folder or list of files    ``"duckdb"``: DuckDB's record batches
+                                   (:mod:`bayesmix.stats.duckdb_engine`); a list can also
+                                   be read by ``"pandas"``, file after file
+a Dask DataFrame                   ``"dask"``: on the workers
+                                   (:mod:`bayesmix.stats.dask_engine`)
+=================================  =========================================================
 
-Every engine codes its pieces with the same code (:mod:`bayesmix.unit_sums`) and returns the
+Every engine codes its pieces with the same code (:mod:`bayesmix.stats.pieces`) and returns the
 same :class:`bayesmix.stats.ClusterStats`, equal to the in-memory statistics (to rounding,
 on one scale: ``stats.to_scaling(other.scaling)``).  Statistics from pieces skip the checks
 that need all rows at once (a level-2 variable constant within clusters, X of full rank):
@@ -38,14 +39,14 @@ Engine = Literal["pandas", "duckdb", "dask"]
 
 def is_rows_elsewhere(source: Any) -> bool:
     """Whether ``source`` names rows not in this process: files or a Dask DataFrame."""
-    from bayesmix.stats_dask import is_dask_frame
+    from bayesmix.stats.dask_engine import is_dask_frame
 
     return isinstance(source, str | Path | list | tuple) or is_dask_frame(source)
 
 
 def default_engine(source: Any) -> Engine:
     """``"dask"`` for a Dask DataFrame, ``"duckdb"`` for globs, folders and lists, else pandas."""
-    from bayesmix.stats_dask import is_dask_frame
+    from bayesmix.stats.dask_engine import is_dask_frame
 
     if is_dask_frame(source):
         return "dask"
@@ -77,7 +78,7 @@ def cluster_stats(
         Chosen from the source by default (:func:`default_engine`).
     levels : Levels, optional
         Cluster labels, categorical levels and transform constants of the whole data
-        (:class:`bayesmix.stats_stream.Levels`); a first pass finds them when not given.
+        (:class:`bayesmix.stats.stream.Levels`); a first pass finds them when not given.
     scaling : Scaling, optional
         The standardised scale of the sums; by default from the first piece.
     chunk_rows : int
@@ -115,7 +116,7 @@ def stats_of_source(spec: Spec, source: Any, *, engine: Engine | None = None, le
         design = build_design(spec, source, missing=missing)
         return design_stats(design, scaling=scaling, chunk_rows=chunk_rows), None
     if engine == "dask":
-        from bayesmix.stats_dask import dask_cluster_stats, is_dask_frame
+        from bayesmix.stats.dask_engine import dask_cluster_stats, is_dask_frame
 
         if not is_dask_frame(source):
             raise DataError("engine='dask' reads a Dask DataFrame "
@@ -127,7 +128,7 @@ def stats_of_source(spec: Spec, source: Any, *, engine: Engine | None = None, le
         raise DataError(f"engine must be 'pandas', 'duckdb' or 'dask', not {engine!r}")
     if not isinstance(source, str | Path | list | tuple):
         raise DataError(f"engine={engine!r} reads files; got a {type(source).__name__}")
-    from bayesmix.stats_stream import scan_levels, stream_cluster_stats
+    from bayesmix.stats.stream import scan_levels, stream_cluster_stats
 
     if levels is None:
         levels = scan_levels(source, spec, chunk_rows=max(chunk_rows, 1_000_000),
@@ -146,6 +147,6 @@ def first_rows(spec: Spec, source: Any, engine: str | None = None,
         return source[columns].head(rows)
     if engine == "dask":
         return source[columns].partitions[0].compute().head(rows)
-    from bayesmix.stats_stream import _chunks
+    from bayesmix.stats.stream import _chunks
 
     return next(iter(_chunks(source, columns, rows, engine)))

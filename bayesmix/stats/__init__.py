@@ -14,9 +14,9 @@ of ``W̃ = [X̃, Z̃, ỹ]``, so that no digits are lost to cancellation when a 
 :meth:`ClusterStats.raw_M` gives the cross-products of the raw columns when they are wanted.
 
 Computed with vectorised NumPy in row chunks (a sparse cluster-indicator product per chunk), so
-memory is O(chunk · d² + J · d²) whatever n is.  :mod:`bayesmix.stats_stream` computes the
+memory is O(chunk · d² + J · d²) whatever n is.  :mod:`bayesmix.stats.stream` computes the
 same from CSV or Parquet files larger than memory, chunk by chunk, and
-:mod:`bayesmix.stats_sources` from a Dask DataFrame or through DuckDB.
+:mod:`bayesmix.stats.sources` from a Dask DataFrame or through DuckDB.
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 Two passes over the partitions, both on the workers; only small objects reach the client:
 
-1. **Levels** — every partition is scanned (:class:`bayesmix.level_scan.LevelScan`: cluster
+1. **Levels** — every partition is scanned (:class:`bayesmix.stats.levels.LevelScan`: cluster
    labels, categorical values, the transforms' sums) and the scans are merged pairwise in a
    tree of ``dask.delayed`` tasks (:data:`SPLIT_EVERY` at a time), so the client receives
    one scan: memory of the order of the number of distinct values.
 2. **Sums** — ``map_partitions`` codes each partition exactly as
    :func:`bayesmix.build_design` would, with those levels, and sums, per cluster present in
-   it, the upper triangle of ``w̃ w̃ᵀ`` (:func:`bayesmix.unit_sums.piece_sums`: the NumPy code
+   it, the upper triangle of ``w̃ w̃ᵀ`` (:func:`bayesmix.stats.pieces.piece_sums`: the NumPy code
    of the in-memory path).  Dask's own ``groupby("unit").sum(split_out=...)`` adds the
    partitions' rows of each cluster (a shuffle-free tree reduction for ``split_out=1``, hash
    partitioned for many clusters).  The client receives J × (1 + d(d+1)/2) floats.
@@ -30,12 +30,12 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import DataError
-from bayesmix.level_scan import LevelScan
 from bayesmix.scaling import Scaling
 from bayesmix.spec.model import Spec
 from bayesmix.stats import ClusterStats
-from bayesmix.stats_stream import Levels, check_levels
-from bayesmix.unit_sums import piece_scaling, piece_sums, stats_from_sums
+from bayesmix.stats.levels import LevelScan
+from bayesmix.stats.pieces import piece_scaling, piece_sums, stats_from_sums
+from bayesmix.stats.stream import Levels, check_levels
 
 SPLIT_EVERY = 8
 """Scans merged per task in the tree reduction of the first pass."""
@@ -71,7 +71,7 @@ def _merge(*scans: LevelScan) -> LevelScan:
 
 
 def dask_levels(ddf, spec: Spec) -> Levels:
-    """Pass 1 on the workers: the :class:`bayesmix.stats_stream.Levels` of a Dask DataFrame."""
+    """Pass 1 on the workers: the :class:`bayesmix.stats.stream.Levels` of a Dask DataFrame."""
     import dask
 
     columns = _columns(ddf, spec)

@@ -3,10 +3,10 @@
 A file streamed in chunks, the partitions of a Dask DataFrame or DuckDB's record batches are
 coded one piece at a time, so what depends on the whole data must be known first: the
 cluster labels, the levels of every categorical variable, and the constants of the
-transformed variables (:mod:`bayesmix.stream_transforms`).  :class:`LevelScan` folds pieces
+transformed variables (:mod:`bayesmix.stats.transform_sums`).  :class:`LevelScan` folds pieces
 into sets and sums (:meth:`LevelScan.add`), two scans of different pieces combine
 (:meth:`LevelScan.merge`, associative, so a tree reduction on a cluster gives the same result
-as one pass), and :meth:`LevelScan.levels` gives the :class:`bayesmix.stats_stream.Levels` that the
+as one pass), and :meth:`LevelScan.levels` gives the :class:`bayesmix.stats.stream.Levels` that the
 second pass codes with.
 """
 
@@ -39,8 +39,8 @@ class LevelScan:
     """
 
     def __init__(self, spec: Spec) -> None:
-        from bayesmix.stats_stream import _streamable
-        from bayesmix.stream_transforms import TransformSums
+        from bayesmix.stats.stream import _streamable
+        from bayesmix.stats.transform_sums import TransformSums
 
         _streamable(spec)
         self.spec = spec
@@ -91,9 +91,9 @@ class LevelScan:
         return out
 
     def levels(self):
-        """The :class:`bayesmix.stats_stream.Levels` of everything scanned."""
+        """The :class:`bayesmix.stats.stream.Levels` of everything scanned."""
         from bayesmix.design.coding import POLY_CONTRASTS, _levels, contrasts_key
-        from bayesmix.stats_stream import Levels
+        from bayesmix.stats.stream import Levels
 
         spec = self.spec
         clusters = tuple(str(v) for v in sorted_unique(self.clusters))

@@ -3,7 +3,7 @@
 A piece is a pandas DataFrame of rows (a chunk of a file, a Dask partition, a DuckDB record
 batch).  :func:`piece_sums` codes it exactly as :func:`bayesmix.build_design` would, with the
 cluster labels, categorical levels and transform constants of the whole data fixed in
-:class:`bayesmix.stats_stream.Levels`, standardises the columns with a
+:class:`bayesmix.stats.stream.Levels`, standardises the columns with a
 :class:`bayesmix.scaling.Scaling` chosen once (:func:`piece_scaling`), and sums, per cluster
 present in the piece, the upper triangle of ``w̃ w̃ᵀ`` for ``w̃ = [x̃, z̃, ỹ]`` of every row
 (:func:`bayesmix.stats.grouped_gram`'s NumPy code: a sparse indicator product).  Sums of
@@ -70,7 +70,7 @@ def code_piece(spec: Spec, piece: pd.DataFrame, levels, cluster_pos: pd.Index
     if (codes < 0).any():
         bad = piece[spec.cluster][codes < 0].iloc[0]
         raise DataError(f"cluster {bad!r} is not among the cluster labels given in `levels`")
-    if spec.outcome in spec.transforms:  # log(y) ~ ...: stateless (stream_transforms)
+    if spec.outcome in spec.transforms:  # log(y) ~ ...: stateless (stats.transform_sums)
         from bayesmix.design.derive import Deriver
 
         y = Deriver(spec, piece).values(spec.transforms[spec.outcome])

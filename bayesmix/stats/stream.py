@@ -1,11 +1,11 @@
 """Per-cluster statistics of CSV or Parquet files larger than memory, chunk by chunk.
 
 Two passes: :func:`scan_levels` finds what coding a chunk needs from the whole data (cluster
-labels, categorical levels, transform constants: :class:`bayesmix.level_scan.LevelScan`), then
-:func:`stream_cluster_stats` codes and sums each chunk (:func:`bayesmix.unit_sums.piece_sums`,
+labels, categorical levels, transform constants: :class:`bayesmix.stats.levels.LevelScan`), then
+:func:`stream_cluster_stats` codes and sums each chunk (:func:`bayesmix.stats.pieces.piece_sums`,
 the same NumPy code as every engine) into J × d(d+1)/2 accumulators.  The chunks come from
 pandas / pyarrow (``engine="pandas"``: a file, or a list read file after file) or from DuckDB
-(``engine="duckdb"``: globs, folders, lists; :mod:`bayesmix.stats_duckdb`).
+(``engine="duckdb"``: globs, folders, lists; :mod:`bayesmix.stats.duckdb_engine`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from bayesmix.errors import DataError
 from bayesmix.scaling import Scaling
 from bayesmix.spec.model import Spec
 from bayesmix.stats import ClusterStats
-from bayesmix.unit_sums import DenseSums, drop_missing, piece_scaling, piece_sums
+from bayesmix.stats.pieces import DenseSums, drop_missing, piece_scaling, piece_sums
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Levels:
         sorted order).
     fitted : dict
         The constants of the transformed variables over the whole file (group and grand
-        means, scale(), poly(); :mod:`bayesmix.stream_transforms`), as ``Design.fitted``.
+        means, scale(), poly(); :mod:`bayesmix.stats.transform_sums`), as ``Design.fitted``.
     """
 
     clusters: tuple[str, ...]
@@ -66,7 +66,7 @@ def scan_levels(
 ) -> Levels:
     """First pass over a file: the cluster labels and the levels of categorical variables.
 
-    Reads only the columns the model uses, chunk by chunk (:class:`bayesmix.level_scan.
+    Reads only the columns the model uses, chunk by chunk (:class:`bayesmix.stats.levels.
     LevelScan`); memory grows with the number of distinct values, not with the rows.  A
     column is categorical when the spec lists it under ``categorical`` or its first chunk is
     not numeric (text or boolean), as in :func:`bayesmix.build_design`.
@@ -79,13 +79,13 @@ def scan_levels(
     spec : Spec
     chunk_rows : int
     engine : {"pandas", "duckdb"}
-        Who reads the file (:func:`bayesmix.stats_duckdb.duckdb_chunks`).
+        Who reads the file (:func:`bayesmix.stats.duckdb_engine.duckdb_chunks`).
 
     Returns
     -------
     Levels
     """
-    from bayesmix.level_scan import LevelScan
+    from bayesmix.stats.levels import LevelScan
 
     scan = LevelScan(spec)
     for chunk in _chunks(path, scan.columns, chunk_rows, engine):
@@ -95,7 +95,7 @@ def scan_levels(
 
 def _chunks(path, columns: list[str], chunk_rows: int, engine: str) -> Iterator[pd.DataFrame]:
     if engine == "duckdb":
-        from bayesmix.stats_duckdb import duckdb_chunks
+        from bayesmix.stats.duckdb_engine import duckdb_chunks
 
         return duckdb_chunks(path, columns, chunk_rows)
     if engine != "pandas":
@@ -126,7 +126,7 @@ def check_levels(spec: Spec, levels: Levels) -> None:
 
 def _stateful_keys(spec: Spec) -> list[str]:
     from bayesmix.spec.transforms import Poly, to_text
-    from bayesmix.stream_transforms import stateful_nodes
+    from bayesmix.stats.transform_sums import stateful_nodes
 
     return [to_text(n) for n in stateful_nodes(spec) if not (isinstance(n, Poly) and n.raw)]
 
@@ -148,7 +148,7 @@ def stream_cluster_stats(
     without ever holding the file: pandas ``read_csv(chunksize=...)`` or pyarrow's
     ``ParquetFile.iter_batches`` (or DuckDB's record batches) give ``chunk_rows`` rows at a
     time, each is coded like :func:`bayesmix.build_design` and summed per cluster
-    (:func:`bayesmix.unit_sums.piece_sums`).  Memory is O(chunk_rows · d² + J · d²).
+    (:func:`bayesmix.stats.pieces.piece_sums`).  Memory is O(chunk_rows · d² + J · d²).
 
     Categorical levels and cluster labels must be known up front, because a chunk may not
     hold all of them: pass ``levels`` (e.g. from a previous run or a data dictionary), or let a
@@ -176,7 +176,7 @@ def stream_cluster_stats(
         Rows with a missing value in a used column raise (default) or are dropped (with a
         warning that counts them, once, at the end).
     engine : {"pandas", "duckdb"}
-        Who reads the files: pandas / pyarrow, or DuckDB (:mod:`bayesmix.stats_duckdb`).
+        Who reads the files: pandas / pyarrow, or DuckDB (:mod:`bayesmix.stats.duckdb_engine`).
 
     Returns
     -------
