@@ -37,7 +37,6 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.gradient import disconnected_grad
 from pytensor.scan.utils import until
-from scipy import special
 
 from bayesmix.design import Design
 from bayesmix.errors import SpecError
@@ -123,14 +122,6 @@ def _family_terms(name: str, y, n, eta):
         return y * eta - mu, mu, mu
     p = pt.sigmoid(eta)
     return y * eta - n * pt.softplus(eta), n * p, n * p * (1 - p)
-
-
-def family_constant(name: str, y: np.ndarray, n: np.ndarray | None) -> float:
-    """The normalising constant the graph's rows leave out: Σ log C(n, y) or −Σ log y!."""
-    if name == "poisson":
-        return float(-special.gammaln(y + 1).sum())
-    return float((special.gammaln(n + 1) - special.gammaln(y + 1)
-                  - special.gammaln(n - y + 1)).sum())
 
 
 class ClusterIntegral:
@@ -266,7 +257,7 @@ def build_glmm_marginal(design: Design, rp: ResolvedPriors, form: str,
     """
     from bayesmix import notation as nt
     from bayesmix.build import BuiltModel, _covariance, _fixed_effects
-    from bayesmix.build_glmm import make_cells
+    from bayesmix.build_glmm import family_constant, make_cells
 
     check_marginal(design, form)
     sc = rp.scaling

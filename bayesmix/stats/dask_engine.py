@@ -35,7 +35,7 @@ from bayesmix.spec.model import Spec
 from bayesmix.stats import ClusterStats
 from bayesmix.stats.levels import LevelScan
 from bayesmix.stats.pieces import piece_scaling, piece_sums, stats_from_sums
-from bayesmix.stats.stream import Levels, check_levels
+from bayesmix.stats.stream import Levels, _streamable, check_levels
 
 SPLIT_EVERY = 8
 """Scans merged per task in the tree reduction of the first pass."""
@@ -75,7 +75,7 @@ def dask_levels(ddf, spec: Spec) -> Levels:
     import dask
 
     columns = _columns(ddf, spec)
-    LevelScan(spec)  # refuses what cannot be streamed, before any work is sent
+    _streamable(spec)  # refuse before any work is sent
     tasks = [dask.delayed(_scan)(part, spec) for part in ddf[columns].to_delayed()]
     while len(tasks) > 1:
         tasks = [dask.delayed(_merge)(*tasks[k : k + SPLIT_EVERY])

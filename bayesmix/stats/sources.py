@@ -140,11 +140,9 @@ def stats_of_source(spec: Spec, source: Any, *, engine: Engine | None = None, le
 
 def first_rows(spec: Spec, source: Any, engine: str | None = None,
                rows: int = 1_000) -> pd.DataFrame:
-    """The first rows of the model's columns in a source (for column names and checks)."""
+    """The first rows of the model's columns in files or a Dask DataFrame (column names)."""
     engine = engine or default_engine(source)
     columns = list(dict.fromkeys(spec.columns))
-    if isinstance(source, pd.DataFrame):
-        return source[columns].head(rows)
     if engine == "dask":
         return source[columns].partitions[0].compute().head(rows)
     from bayesmix.stats.stream import _chunks
