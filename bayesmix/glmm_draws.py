@@ -7,18 +7,30 @@ draw and each cluster j, v_j (ũ_j = L̃ v_j) is drawn from its exact conditiona
 
 by an independence Metropolis–Hastings chain of :data:`MH_STEPS` steps whose proposal is a
 multivariate t (ν = :data:`PROPOSAL_DF`) centred at the mode v̂_j with scale H_j⁻¹ (the
-Laplace approximation, found here again by Newton's method with step halving).  The t's
-tails are heavier than the target's, so the importance weights are bounded and the chain is
-uniformly ergodic; with the Laplace approximation close, nearly every proposal is accepted
-(the rate is stored as the posterior attribute ``u_acceptance``).  Everything is vectorised
-over a chunk of draws and all clusters (rows sorted by cluster, sums by ``reduceat``).
+Laplace approximation, found by the Newton steps of
+:mod:`bayesmix.glmm_laplace_kernels`).  The t's tails are heavier than the target's, so the
+importance weights are bounded and the chain is uniformly ergodic; with the Laplace
+approximation close, nearly every proposal is accepted (the rate is stored as the posterior
+attribute ``u_acceptance``).
+
+Each draw is one call of the Numba kernel :func:`draw_chain` (all clusters, no temporaries
+of the rows), the random numbers drawn beforehand from the caller's generator, so the result
+depends on the seed only; the draws run on every core (the kernel releases the GIL).
+Measured on the 100k-row, 1,000-cluster Bernoulli benchmark: about 290 ms per draw for the
+NumPy version this replaces, see benchmarks/README.md for this one.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numba
 import numpy as np
+
+from bayesmix.glmm_laplace_kernels import _cluster_pass, _dot, _mode
 
 MH_STEPS = 6
 PROPOSAL_DF = 6.0
@@ -26,78 +38,78 @@ DRAW_CHUNK = 32
 
 
 class _Clusters:
-    """The rows (or cells) of a design sorted by cluster, with the family's formulas."""
+    """The rows (or cells) of a built marginal model, in cluster order (as the graph's)."""
 
     def __init__(self, built: Any):
+        from bayesmix.glmm_laplace import sorted_by_cluster
+        from bayesmix.glmm_laplace_kernels import FAMILY_CODES
+
         design = built.design
         cells = built.graph["cells"]
         sc = built.scaling
         X_all, Z_all = sc.standardize(design.atoms, design.y)[:2]
         idx = design.cluster_index[cells.rows]
-        order = np.argsort(idx, kind="stable")
-        self.starts = np.searchsorted(idx[order], np.arange(design.J))
-        self.idx = idx[order]
-        self.X = X_all[cells.rows][order]
-        self.Z = Z_all[cells.rows][order]
-        self.y = cells.y[order]
-        self.n = None if cells.trials is None else cells.trials[order]
+        order, self.starts = sorted_by_cluster(idx, design.J)
+        self.X = np.ascontiguousarray(X_all[cells.rows][order])
+        self.Z = np.ascontiguousarray(Z_all[cells.rows][order])
+        self.y = np.asarray(cells.y[order], dtype=float)
+        self.n = (np.ones(len(order)) if cells.trials is None
+                  else np.asarray(cells.trials[order], dtype=float))
         self.offset = None if cells.offset is None else cells.offset[order]
         self.centre = sc.y_center
-        self.family = design.family
+        self.code = FAMILY_CODES[design.family.name]
         self.J, self.q = design.J, design.q
 
-    def sums(self, values: np.ndarray) -> np.ndarray:
-        """Per-cluster sums over the last axis of (..., r) values, shape (..., J)."""
-        return np.add.reduceat(values, self.starts, axis=-1)
 
-    def eta(self, eta0: np.ndarray, B: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """η (S, r) from η⁰ (S, r), B (S, r, q) and v (S, J, q)."""
-        return eta0 + np.einsum("srq,srq->sr", B, v[:, self.idx, :])
-
-    def h(self, eta0: np.ndarray, B: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """h_j(v), shape (S, J)."""
-        ll = self.family.loglik(self.y, self.eta(eta0, B, v), self.n)
-        return self.sums(ll) - 0.5 * (v * v).sum(axis=-1)
-
-    def grad_hessian(self, eta0, B, v) -> tuple[np.ndarray, np.ndarray]:
-        """∇h_j (S, J, q) and H_j (S, J, q, q)."""
-        eta = self.eta(eta0, B, v)
-        mean = self.family.expected(eta, self.n)
-        weight = self.family.variance(self.family.linkinv(eta), self.n)
-        resid = self.y - mean
-        grad = self.sums(np.swapaxes(B * resid[..., None], 1, 2)).transpose(0, 2, 1) - v
-        outer = (B[..., :, None] * B[..., None, :]) * weight[..., None, None]
-        H = self.sums(outer.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-        H = H + np.eye(self.q)
-        return grad, H
-
-
-def _mode(cl: _Clusters, eta0, B, max_iter: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """Newton's method with step halving for every (draw, cluster); returns v̂ and chol(H)."""
-    S = eta0.shape[0]
-    v = np.zeros((S, cl.J, cl.q))
-    value = cl.h(eta0, B, v)
-    for _ in range(max_iter):
-        grad, H = cl.grad_hessian(eta0, B, v)
-        step = np.linalg.solve(H, grad[..., None])[..., 0]
-        t = np.ones((S, cl.J))
-        for _ in range(30):
-            new = v + t[..., None] * step
-            new_value = cl.h(eta0, B, new)
-            worse = ~(new_value >= value - 1e-12)
-            if not worse.any():
-                break
-            t = np.where(worse, t / 2, t)
-        v, value = new, new_value
-        if np.max(np.abs(t[..., None] * step)) < 1e-9:
-            break
-    _, H = cl.grad_hessian(eta0, B, v)
-    return v, np.linalg.cholesky(H)
-
-
-def _log_t(z: np.ndarray, df: float) -> np.ndarray:
+@numba.njit(cache=True, nogil=True)
+def _log_t(z, df):
     """Log density of the standardised t proposal at z = Cᵀ(v − v̂), up to a constant."""
-    return -0.5 * (df + z.shape[-1]) * np.log1p((z * z).sum(axis=-1) / df)
+    return -0.5 * (df + z.shape[0]) * np.log1p(_dot(z, z) / df)
+
+
+@numba.njit(cache=True, nogil=True)
+def draw_chain(code, eta0, B, y, n, starts, normals, chi2, log_u, df):
+    """One draw of v (J, q) for one (β̃, L̃): mode, then the independence MH chain.
+
+    ``normals`` (K + 1, J, q), ``chi2`` (K + 1, J) with ``df`` degrees of freedom and
+    ``log_u`` (K, J) are the chain's random numbers (K = :data:`MH_STEPS`).  Returns the
+    draws, the number of accepted proposals and the number of clusters whose mode was not
+    found (their draw is the last Newton iterate).
+    """
+    J, q = starts.shape[0] - 1, B.shape[1]
+    steps = log_u.shape[0]
+    out = np.empty((J, q))
+    terms = np.empty((eta0.shape[0], 3))
+    work = np.zeros((5 + 3 * q, q))
+    grad, H = np.empty(q), np.empty((q, q))
+    v, v_new, z = np.empty(q), np.empty(q), np.empty(q)
+    accepted = failed = 0
+    for j in range(J):
+        a, b = starts[j], starts[j + 1]
+        h_hat = _mode(code, eta0, B, y, n, a, b, work, terms)
+        v_hat, C = work[0], work[5:5 + q]
+        if not np.isfinite(h_hat):  # no mode found: keep the last Newton iterate, counted
+            failed += 1
+            out[j, :] = v_hat
+            continue
+        log_p = log_q = -np.inf
+        for k in range(steps + 1):
+            scale = np.sqrt(df / chi2[k, j])
+            for r in range(q):
+                z[r] = normals[k, j, r] * scale
+            for r in range(q - 1, -1, -1):  # v = v̂ + C⁻ᵀ z
+                acc = z[r]
+                for m in range(r + 1, q):
+                    acc -= C[m, r] * (v_new[m] - v_hat[m])
+                v_new[r] = v_hat[r] + acc / C[r, r]
+            log_p_new = _cluster_pass(code, eta0, B, y, n, a, b, v_new, grad, H, True, terms)
+            log_q_new = _log_t(z, df)
+            if k == 0 or log_u[k - 1, j] < (log_p_new - log_q_new) - (log_p - log_q):
+                accepted += k > 0
+                v[:] = v_new
+                log_p, log_q = log_p_new, log_q_new
+        out[j, :] = v
+    return out, accepted, failed
 
 
 def draw_effects(built: Any, beta_std: np.ndarray, chol_std: np.ndarray,
@@ -122,33 +134,30 @@ def draw_effects(built: Any, beta_std: np.ndarray, chol_std: np.ndarray,
     cl = _Clusters(built)
     S = beta_std.shape[0]
     out = np.empty((S, cl.J, cl.q))
-    accepted = 0
-    for lo in range(0, S, DRAW_CHUNK):
-        s = slice(lo, min(S, lo + DRAW_CHUNK))
-        L = chol_std[s]
-        eta0 = cl.centre + beta_std[s] @ cl.X.T
+
+    def one(s: int, normals, chi2, log_u) -> tuple[int, int]:
+        eta0 = cl.centre + cl.X @ beta_std[s]
         if cl.offset is not None:
             eta0 = eta0 + cl.offset
-        B = np.einsum("rk,skq->srq", cl.Z, L)
-        v_hat, C = _mode(cl, eta0, B)
-        CT = np.swapaxes(C, -1, -2)
+        B = np.ascontiguousarray(cl.Z @ chol_std[s])
+        v, accepted, failed = draw_chain(cl.code, eta0, B, cl.y, cl.n, cl.starts, normals,
+                                         chi2, log_u, PROPOSAL_DF)
+        out[s] = v @ chol_std[s].T  # ũ_j = L̃ v_j
+        return accepted, failed
 
-        def propose(v_hat=v_hat, CT=CT):
-            z = rng.standard_normal(v_hat.shape)
-            z *= np.sqrt(PROPOSAL_DF / rng.chisquare(PROPOSAL_DF, v_hat.shape[:-1]))[..., None]
-            v = v_hat + np.linalg.solve(CT, z[..., None])[..., 0]
-            return v, _log_t(z, PROPOSAL_DF)
-
-        v, log_q = propose()
-        log_p = cl.h(eta0, B, v)
-        for _ in range(MH_STEPS):
-            v_new, log_q_new = propose()
-            log_p_new = cl.h(eta0, B, v_new)
-            log_r = (log_p_new - log_q_new) - (log_p - log_q)
-            take = np.log(rng.uniform(size=log_r.shape)) < log_r
-            accepted += int(take.sum())
-            v = np.where(take[..., None], v_new, v)
-            log_p = np.where(take, log_p_new, log_p)
-            log_q = np.where(take, log_q_new, log_q)
-        out[s] = np.einsum("sqk,sjk->sjq", L, v)  # ũ_j = L̃ v_j
+    accepted = failed = 0
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for lo in range(0, S, DRAW_CHUNK):
+            draws = range(lo, min(S, lo + DRAW_CHUNK))
+            shape = (len(draws), MH_STEPS + 1, cl.J)
+            normals = rng.standard_normal((*shape, cl.q))
+            chi2 = rng.chisquare(PROPOSAL_DF, shape)
+            log_u = np.log(rng.uniform(size=(len(draws), MH_STEPS, cl.J)))
+            for took, lost in pool.map(one, draws, normals, chi2, log_u):
+                accepted += took
+                failed += lost
+    if failed:
+        warnings.warn(f"the mode of a cluster's effects was not found in {failed} of "
+                      f"{S * cl.J} (draw, cluster) pairs; their u is the last Newton iterate",
+                      RuntimeWarning, stacklevel=2)
     return out, accepted / (S * cl.J * MH_STEPS)

@@ -14,17 +14,23 @@ per dimension (exact to many digits for q = 1).  The posterior of (β̃, T̃) th
 is then low-dimensional and nearly Gaussian (no funnel); U is drawn afterwards from its exact
 conditional, cluster by cluster (:func:`draw_effects`).
 
-The mode is found inside the graph by damped Newton steps from v = 0 (a ``scan`` that stops
-when every step is below :data:`TOLERANCE`, at most :data:`NEWTON_STEPS`; each step clipped
-to ±:data:`MAX_STEP` per coordinate, and a step that lowers h_j refused and shortened for
-that cluster), through which no gradient flows; one more,
+``"laplace"`` is one compiled operation (:mod:`bayesmix.glmm_laplace`): Newton steps per
+cluster in Numba, and the exact gradient of the approximation (the mode's implicit derivative
+and the log-determinant's included) from the same pass's by-products.  ``"agq"`` is written
+in PyTensor (:class:`ClusterIntegral`): the mode is found inside the graph by damped Newton
+steps from v = 0 (a ``scan`` that stops when every step is below :data:`TOLERANCE`, at most
+:data:`NEWTON_STEPS`; each step clipped to ±:data:`MAX_STEP` per coordinate, and a step that
+lowers h_j refused and shortened for that cluster), through which no gradient flows; one more,
 differentiable Newton step from that mode, v̂ = v̂ₛ + H⁻¹∇h(v̂ₛ), gives the exact implicit
-derivative dv̂/dθ = H⁻¹ ∂∇h/∂θ (∇h(v̂ₛ) = 0 at convergence), so the gradient of ℓ_j, the
-log-determinant included, is the gradient of the approximation itself.
+derivative dv̂/dθ = H⁻¹ ∂∇h/∂θ (∇h(v̂ₛ) = 0 at convergence).  With K = 1 the same class is the
+independent reference the Laplace operation is tested against (tests/test_glmm_laplace.py).
 
-Cost per gradient: the Newton steps (4–6 typically) + 2 passes over the rows, plus K^q for
-AGQ, against one for the joint forms; the
-rows are aggregated into cells first where that is exact (:func:`bayesmix.build_glmm.make_cells`).
+Cost per gradient: the Newton steps (4–6 typically) + one or two passes over the rows,
+against one for the joint forms (K^q more for AGQ); the rows are aggregated into cells first
+where that is exact (:func:`bayesmix.build_glmm.make_cells`).  Measured at 100k Bernoulli rows
+and 1,000 clusters (q = 2, Numba): the Laplace operation 21 ms per log density and gradient,
+its former scan 268 ms, the joint form 5.7 ms; NUTS then needs about 4.6 leapfrog steps per
+draw for (γ, T) against about 40 for the joint posterior.
 """
 
 from __future__ import annotations
@@ -243,6 +249,38 @@ class ClusterIntegral:
         return pt.switch(unconverged < CONVERGED, value, -np.inf)
 
 
+def _laplace(family: str, eta0, B, y: np.ndarray, n: np.ndarray, idx: np.ndarray, J: int):
+    """ℓ_j (J,) of the Laplace form by the compiled :class:`bayesmix.glmm_laplace.ClusterLaplace`.
+
+    The same approximation as ``ClusterIntegral.loglik(..., nodes=1)`` (tested equal, value
+    and gradient), computed cluster by cluster in Numba instead of a batched ``scan``.
+    """
+    from bayesmix.glmm_laplace import ClusterLaplace, sorted_by_cluster
+
+    order, starts = sorted_by_cluster(idx, J)
+    if np.any(order != np.arange(len(order))):
+        raise ValueError("the Laplace operation takes rows sorted by cluster")
+    ll, *_ = ClusterLaplace(family)(eta0, B, np.asarray(y, dtype=float),
+                                   np.asarray(n, dtype=float), starts)
+    return ll
+
+
+def cells_by_cluster(cells: Any, idx: np.ndarray) -> Any:
+    """``cells`` reordered so that each cluster's cells are contiguous.
+
+    ``idx`` is the cluster of each cell; the cells and the log-likelihood are unchanged.
+    """
+    from dataclasses import replace
+
+    order = np.argsort(idx, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return replace(cells, rows=cells.rows[order], cell_of_row=rank[cells.cell_of_row],
+                   y=cells.y[order],
+                   trials=None if cells.trials is None else cells.trials[order],
+                   offset=None if cells.offset is None else cells.offset[order])
+
+
 def build_glmm_marginal(design: Design, rp: ResolvedPriors, form: str,
                         nodes: int | None = None) -> Any:
     """The PyMC model of a one-factor GLMM in the ``"laplace"`` or ``"agq"`` form.
@@ -264,6 +302,7 @@ def build_glmm_marginal(design: Design, rp: ResolvedPriors, form: str,
     q = design.q
     nodes = nodes_of(form, q) if nodes is None or form == "laplace" else int(nodes)
     cells = make_cells(design)
+    cells = cells_by_cluster(cells, design.cluster_index[cells.rows])
     X_all, Z_all = sc.standardize(design.atoms, design.y)[:2]
     X, Z = X_all[cells.rows], np.ascontiguousarray(Z_all[cells.rows])
     idx = design.cluster_index[cells.rows]
@@ -278,8 +317,11 @@ def build_glmm_marginal(design: Design, rp: ResolvedPriors, form: str,
         if cells.offset is not None:
             eta0 = eta0 + pt.as_tensor_variable(cells.offset)
         B = pt.dot(pt.as_tensor_variable(Z), chol)  # B_i = Z̃_i L̃
-        integral = ClusterIntegral(fam, cells.y, n, idx, design.J)
-        loglik = pt.sum(integral.loglik(eta0, B, q, nodes)) + constant
+        if nodes == 1:
+            loglik = pt.sum(_laplace(fam, eta0, B, cells.y, n, idx, design.J)) + constant
+        else:
+            integral = ClusterIntegral(fam, cells.y, n, idx, design.J)
+            loglik = pt.sum(integral.loglik(eta0, B, q, nodes)) + constant
         pm.Potential("loglik_marginal", loglik)
     graph = {nt.BETA_STD: beta_std, nt.CHOL_STD: chol, "loglik": loglik, "initvals": init,
              "cells": cells, "nodes": nodes}
