@@ -55,6 +55,24 @@ def _refuse_rows_elsewhere(data) -> None:
             "DataFrame")
 
 
+def _rows_or_cells(spec: Spec, data) -> tuple[pd.DataFrame, Spec]:
+    """The data in memory; a GLMM's cells from files or Dask; else a refusal that says why.
+
+    A Bernoulli, binomial or Poisson model whose predictors are discrete is fitted from its
+    cells summed where the rows are (:mod:`bayesmix.stats.glmm_cells`), as the same model of
+    the cells (binomial with trials, or Poisson with exposure).
+    """
+    from bayesmix.stats.sources import is_rows_elsewhere
+
+    if spec.family.is_gaussian or not is_rows_elsewhere(data):
+        _refuse_rows_elsewhere(data)
+        return data, spec
+    from bayesmix.stats.glmm_cells import glmm_cells
+
+    cells = glmm_cells(spec, data)
+    return cells.frame, cells.spec
+
+
 def _import_sampler(sampler: str) -> None:
     """Import PyMC, PyTensor and the sampler now, so that ``timings["import"]`` holds them.
 
@@ -113,7 +131,9 @@ def fit(
         spec = spec.with_options(weights=weights)
     if data is None:
         data = load_data(spec)
-    _refuse_rows_elsewhere(data)
+    start = time.perf_counter()
+    data, spec = _rows_or_cells(spec, data)
+    t_cells = time.perf_counter() - start
     base = settings or spec.sampler or SamplerSettings()
     settings = base.updated(
         draws=draws,
@@ -136,4 +156,6 @@ def fit(
     t_build = time.perf_counter() - start
     result = sample(built, settings)
     result.timings.update({"import": t_import, "design": t_design, "build": t_build})
+    if t_cells > 0.05:
+        result.timings["cells"] = t_cells
     return result

@@ -67,8 +67,8 @@ def _integers(name: str, what: str, values: np.ndarray, index: pd.Index) -> None
         )
 
 
-def family_arrays(spec: Spec, data: pd.DataFrame,
-                  y: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+def family_arrays(spec: Spec, data: pd.DataFrame, y: np.ndarray,
+                  whole: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Check y for the family; return the trials n_i and the offset log t_i (or None).
 
     Parameters
@@ -78,6 +78,9 @@ def family_arrays(spec: Spec, data: pd.DataFrame,
         The rows the design uses.
     y : ndarray, shape (n,)
         The outcome as float (Bernoulli categories already coded 0/1).
+    whole : bool
+        Whether ``data`` is the whole data (then an outcome at 0, or at its maximum, in every
+        row is refused); a piece of it (:mod:`bayesmix.stats.glmm_cells`) may be.
 
     Returns
     -------
@@ -142,7 +145,7 @@ def family_arrays(spec: Spec, data: pd.DataFrame,
                 )
             offset = np.log(t)
     top = trials if trials is not None else 1.0
-    if (fam.name != "poisson" and np.all(y == top)) or np.all(y == 0):
+    if whole and ((fam.name != "poisson" and np.all(y == top)) or np.all(y == 0)):
         raise DataError(
             f"the outcome {name!r} is {'0' if np.all(y == 0) else 'the maximum'} in every row: "
             "the fixed intercept has no finite estimate; there is nothing to model"

@@ -114,17 +114,41 @@ def assemble(stats: ClusterStats, opt, method: str, labels: FitLabels, *, design
     )
 
 
+def laplace_from_cells(spec: Spec, source: Any, *, engine: str | None = None,
+                       nAGQ: int = 1) -> REMLFit:
+    """The Laplace (or AGQ) fit of a GLMM from its cells summed where the rows are.
+
+    The fit of the cells (:mod:`bayesmix.stats.glmm_cells`) has the rows' estimates; its
+    log-likelihood gains the rows' constant (and, for AGQ, the saturated model's difference),
+    so it is what glmer reports for the rows.
+    """
+    from dataclasses import replace
+
+    from bayesmix.reml.result import fit_reml
+    from bayesmix.stats.glmm_cells import glmm_cells
+
+    cells = glmm_cells(spec, source, engine=engine)
+    fit = fit_reml(cells.spec, cells.frame, nAGQ=nAGQ)
+    # AGQ's log-likelihood is reported relative to the saturated model's, as glmer does.
+    shift = cells.constant - (cells.saturated if nAGQ > 1 else 0.0)
+    return replace(fit, loglik=fit.loglik + shift, criterion=fit.criterion - 2.0 * shift,
+                   nobs=cells.rows, formula=spec.to_formula())
+
+
 def reml_from_source(spec: Spec, source: Any, method: str = "REML", *,
-                     engine: str | None = None) -> REMLFit:
-    """REML / ML of a one-factor Gaussian model from rows that stay where they are."""
+                     engine: str | None = None, nAGQ: int = 1) -> REMLFit:
+    """REML / ML of rows that stay where they are.
+
+    A one-factor Gaussian model from its statistics, or a GLMM from its cells
+    (:func:`laplace_from_cells`).
+    """
     from bayesmix.stats.pieces import piece_labels
     from bayesmix.stats.sources import first_rows, stats_of_source
 
     if not spec.family.is_gaussian:
-        raise DataError(
-            f"a {spec.family.name} model's Laplace fit needs the rows (each cluster's mode is "
-            "found from them); collect a source that fits in memory (ddf.compute(), "
-            "pd.read_parquet) and pass the DataFrame")
+        return laplace_from_cells(spec, source, engine=engine, nAGQ=nAGQ)
+    if nAGQ != 1:
+        raise DataError("nAGQ is for the Laplace / quadrature fit of a non-Gaussian family")
     if not (spec.single_factor and len(spec.random) == 1 and spec.random[0].correlated):
         raise DataError(
             "REML from distributed or streamed statistics is built for one grouping factor "

@@ -280,7 +280,8 @@ def fit_reml(
     data : DataFrame, str, Path, list or dask.dataframe.DataFrame, optional
         The data, when a Spec is given.  Files (CSV, Parquet, globs) and Dask DataFrames are
         not read into memory: the per-cluster statistics are computed where the rows are
-        (:mod:`bayesmix.reml.from_stats`; one-factor Gaussian models).
+        (:mod:`bayesmix.reml.from_stats`; one-factor Gaussian models), or a GLMM's binomial
+        / Poisson cells (:mod:`bayesmix.stats.glmm_cells`; discrete predictors).
     method : {"REML", "ML"}
         Restricted (default) or full maximum likelihood.
     start : ndarray, optional
@@ -312,9 +313,9 @@ def fit_reml(
         if is_rows_elsewhere(data):  # files or a Dask DataFrame: statistics where they are
             from bayesmix.reml.from_stats import reml_from_source
 
-            if start is not None or weights is not None or nAGQ != 1:
-                raise BayesmixError("start=, weights= and nAGQ= are for rows in memory")
-            return reml_from_source(spec_or_design, data, method)
+            if start is not None or weights is not None:
+                raise BayesmixError("start= and weights= are for rows in memory")
+            return reml_from_source(spec_or_design, data, method, nAGQ=nAGQ)
         spec = spec_or_design if weights is None else spec_or_design.with_options(
             weights=weights)
         design = build_design(spec, data)
