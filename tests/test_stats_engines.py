@@ -188,10 +188,6 @@ def test_errors_name_the_column_row_and_partition(tmp_path):
 
 
 def test_what_cannot_be_distributed_says_so():
-    spec, data = _spec_data("contraception")  # a GLMM with a continuous predictor (age)
-    ddf = dd.from_pandas(data, npartitions=2)
-    with pytest.raises(DataError, match=r"needs its rows.*ddf.compute\(\)"):
-        bm.fit_reml(spec, ddf)
     crossed, pdata = _spec_data("penicillin_crossed")
     with pytest.raises(BayesmixError, match="one grouping factor"):
         bm.fit_reml(crossed, dd.from_pandas(pdata, npartitions=2))

@@ -95,6 +95,14 @@ def test_the_cells_are_lme4s_cbpp():
                                bm.fit_reml(BERNOULLI, _cbpp_rows()).loglik, atol=1e-6)
 
 
+def test_data_already_in_cells_are_fitted_as_they_are(tmp_path):
+    """cbpp's 56 binomial rows do not aggregate further; small, they are fitted as given."""
+    spec = bm.Spec.from_file(MODELS / "cbpp.toml")
+    data = bm.load_data(spec)
+    ref = bm.fit_reml(spec, data)
+    _assert_same_fit(bm.fit_reml(spec, dd.from_pandas(data, npartitions=2)), ref)
+
+
 def test_poisson_with_exposure_through_dask_equals_the_rows_fit():
     rows = _poisson_rows()
     ref = bm.fit_reml(POISSON, rows)
@@ -103,11 +111,17 @@ def test_poisson_with_exposure_through_dask_equals_the_rows_fit():
     _assert_same_fit(got, bm.fit_reml(POISSON, rows, nAGQ=7))
 
 
-def test_what_cells_cannot_carry_says_so(tmp_path):
+def test_what_cells_cannot_carry_says_so(tmp_path, monkeypatch):
     spec = bm.Spec.from_file(MODELS / "contraception.toml")  # age is continuous
     data = bm.load_data(spec)
-    with pytest.raises(DataError, match=r"continuous level-1 predictors needs its rows"):
-        bm.fit_reml(spec, dd.from_pandas(data, npartitions=3))
+    with monkeypatch.context() as m:  # 1,934 rows stand in for more than MAX_CELLS
+        m.setattr("bayesmix.stats.glmm_cells.MAX_CELLS", 100)
+        with pytest.raises(DataError, match=r"continuous level-1 predictors needs its rows"):
+            bm.fit_reml(spec, dd.from_pandas(data, npartitions=3))
+        path = tmp_path / "contraception.csv"
+        data.to_csv(path, index=False)
+        with pytest.raises(DataError, match=r"continuous level-1 predictors needs its rows"):
+            bm.fit_reml(spec, path)
     rows = _cbpp_rows()
     rows["x"] = np.arange(len(rows)) % 3
     centred = bm.Spec.from_formula("sick ~ group(x) + (1 | herd)", family="bernoulli")

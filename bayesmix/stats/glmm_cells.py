@@ -26,8 +26,9 @@ log-likelihood is the rows'.
 
 Refused, with the reason: a transform whose constants come from the whole data (centring,
 ``scale()``, orthogonal ``poly()``: a mean over cells is not the mean over rows), a
-categorical Bernoulli outcome (code it 0/1 where the data are), weights, and models whose
-cells do not at least halve the rows (continuous level-1 predictors: the rows are needed).
+categorical Bernoulli outcome (code it 0/1 where the data are), weights, and more than
+:data:`MAX_CELLS` cells that do not at least halve the rows (continuous level-1 predictors:
+the rows are needed; on Dask this is checked before the cells leave the workers).
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ Y, N, T, ROWS, CONST, SAT = ("__cell_y", "__cell_n", "__cell_t", "__cell_rows", 
 """Columns of the summed outcome, trials, exposure, rows, the rows' constant and the rows'
 saturated log-likelihood."""
 MIN_REDUCTION = 2.0
-"""The cells must divide the rows by at least this (else the rows are needed)."""
+MAX_CELLS = 1_000_000
+"""More cells than this that do not divide the rows by :data:`MIN_REDUCTION` are refused: the
+model has continuous level-1 predictors and needs its rows (fewer are fitted as they are,
+e.g. data already aggregated)."""
 
 
 @dataclass(frozen=True)
@@ -154,12 +158,29 @@ def _sum_cells(parts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _dask_cells(ddf: Any, spec: Spec, keys: list[str]) -> pd.DataFrame:
-    """Per-partition cells on the workers, added by Dask's groupby sum; computed."""
+    """Per-partition cells on the workers, added by Dask's groupby sum; computed.
+
+    The partitions' cells are kept on the workers (``persist``) and counted first, so that
+    rows that do not aggregate are refused before anything reaches the client.
+    """
+    import dask
+
     empty = pd.DataFrame({c: pd.Series([], dtype=ddf.dtypes[c]) for c in ddf.columns})
     meta = piece_cells(empty, spec, keys)
-    parts = ddf.map_partitions(piece_cells, spec, keys, meta=meta)
+    parts = ddf.map_partitions(piece_cells, spec, keys, meta=meta).persist()
+    rows, most = dask.compute(parts[ROWS].sum(), parts.map_partitions(len).sum())
+    _check_reduction(spec, int(rows), int(most))
     summed = parts.groupby(keys, observed=True).sum(split_out=1)
     return summed.compute().reset_index()
+
+
+def _check_reduction(spec: Spec, rows: int, cells: int) -> None:
+    if cells > MAX_CELLS and cells * MIN_REDUCTION > rows:
+        raise DataError(
+            f"the {rows:,} rows make {cells:,} cells (rows with equal predictors): a "
+            f"{spec.family.name} model with continuous level-1 predictors needs its rows. "
+            "Collect them if they fit in memory (ddf.compute(), pd.read_parquet) and pass the "
+            "DataFrame")
 
 
 def glmm_cells(spec: Spec, source: Any, *, engine: str | None = None,
@@ -196,12 +217,7 @@ def glmm_cells(spec: Spec, source: Any, *, engine: str | None = None,
             raise DataError("the data has no rows")
         cells = _sum_cells(pd.concat(pieces, ignore_index=True), keys)
     rows = int(cells[ROWS].sum())
-    if len(cells) * MIN_REDUCTION > rows:
-        raise DataError(
-            f"the {rows:,} rows make {len(cells):,} cells (rows with equal predictors): a "
-            f"{spec.family.name} model with continuous level-1 predictors needs its rows. "
-            "Collect them if they fit in memory (ddf.compute(), pd.read_parquet) and pass the "
-            "DataFrame")
+    _check_reduction(spec, rows, len(cells))
     return _cells_model(spec, cells, keys, rows)
 
 
