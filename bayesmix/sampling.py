@@ -323,6 +323,12 @@ def sample(
         sampling from its exact conditional, one draw of u per posterior draw.
     """
     settings = settings or SamplerSettings()
+    if settings.sampler == "numpyro" and built.likelihood == "laplace":
+        raise SpecError(
+            "likelihood='laplace' is a compiled Numba operation that JAX (numpyro) cannot "
+            "run: use sampler='nutpie' (the default) or 'pymc', or likelihood='agq' or "
+            "'cells' with numpyro"
+        )
     if settings.sampler == "numpyro" and importlib.util.find_spec("numpyro") is None:
         raise SpecError(
             "sampler='numpyro' needs numpyro and JAX: pip install 'bayesmix[numpyro]'"

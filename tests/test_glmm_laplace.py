@@ -105,3 +105,17 @@ def test_rows_must_be_sorted_by_cluster():
     idx, _, y, n, _ = _problem("bernoulli", 1, seed=1, J=4)
     with pytest.raises(ValueError, match="sorted by cluster"):
         _laplace("bernoulli", pt.dvector(), pt.dmatrix(), y, n, idx[::-1].copy(), 4)
+
+
+def test_numpyro_is_refused_with_what_to_use_instead():
+    """JAX cannot run the Numba operation: the refusal names the samplers and forms that can."""
+    import pandas as pd
+
+    import bayesmix as bm
+    from bayesmix.errors import SpecError
+
+    idx, _, y, _, _ = _problem("bernoulli", 1, seed=2, J=6)
+    data = pd.DataFrame({"y": y, "g": idx})
+    spec = bm.Spec.from_formula("y ~ 1 + (1 | g)", family="bernoulli")
+    with pytest.raises(SpecError, match=r"sampler='nutpie'.*likelihood='agq'"):
+        bm.fit(spec, data, sampler="numpyro", likelihood="laplace")
