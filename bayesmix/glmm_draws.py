@@ -39,24 +39,27 @@ DRAW_CHUNK = 32
 
 
 class _Clusters:
-    """The rows (or cells) of a built marginal model, in cluster order (as the graph's)."""
+    """The rows (or cells) of a built marginal model, already in cluster order.
+
+    The graph's order (:func:`bayesmix.glmm_marginal.cells_by_cluster`).
+    """
 
     def __init__(self, built: Any):
-        from bayesmix.glmm_laplace import sorted_by_cluster
+        from bayesmix.glmm_laplace import cluster_starts
         from bayesmix.glmm_laplace_kernels import FAMILY_CODES
 
         design = built.design
         cells = built.graph["cells"]
         sc = built.scaling
         X_all, Z_all = sc.standardize(design.atoms, design.y)[:2]
-        idx = design.cluster_index[cells.rows]
-        order, self.starts = sorted_by_cluster(idx, design.J)
-        self.X = np.ascontiguousarray(X_all[cells.rows][order])
-        self.Z = np.ascontiguousarray(Z_all[cells.rows][order])
-        self.y = np.asarray(cells.y[order], dtype=float)
-        self.n = (np.ones(len(order)) if cells.trials is None
-                  else np.asarray(cells.trials[order], dtype=float))
-        self.offset = None if cells.offset is None else cells.offset[order]
+        rows = cells.rows
+        self.starts = cluster_starts(design.cluster_index[rows], design.J)
+        self.X = np.ascontiguousarray(X_all[rows])
+        self.Z = np.ascontiguousarray(Z_all[rows])
+        self.y = np.asarray(cells.y, dtype=float)
+        self.n = (np.ones(len(rows)) if cells.trials is None
+                  else np.asarray(cells.trials, dtype=float))
+        self.offset = cells.offset
         self.centre = sc.y_center
         self.code = FAMILY_CODES[design.family.name]
         self.J, self.q = design.J, design.q

@@ -146,8 +146,11 @@ def _numba_cluster_laplace_grad(op, **kwargs):
     return cluster_laplace_grad, _kernels_version()
 
 
-def sorted_by_cluster(idx: np.ndarray, J: int) -> tuple[np.ndarray, np.ndarray]:
-    """The stable order that sorts rows by cluster, and the J + 1 segment starts."""
-    order = np.argsort(idx, kind="stable")
-    starts = np.searchsorted(idx[order], np.arange(J + 1)).astype(np.int64)
-    return order, starts
+def cluster_starts(idx: np.ndarray, J: int) -> np.ndarray:
+    """The J + 1 segment starts of rows sorted by cluster (``idx``: cluster of each row).
+
+    Raises ValueError if the rows are not sorted by cluster.
+    """
+    if np.any(np.diff(idx) < 0):
+        raise ValueError("the Laplace operation takes rows sorted by cluster")
+    return np.searchsorted(idx, np.arange(J + 1)).astype(np.int64)

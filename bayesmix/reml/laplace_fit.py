@@ -123,8 +123,9 @@ class GLMMFit:
         return np.sqrt(np.diag(self.vcov))
 
 
-def saturated_loglik(family: Family, y: np.ndarray, trials: np.ndarray | None = None) -> float:
-    """Σ_i log p(y_i | μ_i = y_i): the saturated model's log-likelihood.
+def saturated_terms(family: Family, y: np.ndarray,
+                    trials: np.ndarray | None = None) -> np.ndarray:
+    """The saturated model's log-likelihood per row, log p(y_i | μ_i = y_i), shape (n,).
 
     ``k log(k/n) + (n − k) log(1 − k/n) + log C(n, k)`` (binomial, 0 log 0 = 0) or
     ``y log y − y − log y!`` (Poisson).
@@ -134,8 +135,13 @@ def saturated_loglik(family: Family, y: np.ndarray, trials: np.ndarray | None = 
         n = np.ones_like(y) if trials is None else np.asarray(trials, dtype=float)
         p = y / n
         const = special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
-        return float(np.sum(special.xlogy(y, p) + special.xlogy(n - y, 1 - p) + const))
-    return float(np.sum(special.xlogy(y, y) - y - special.gammaln(y + 1)))
+        return special.xlogy(y, p) + special.xlogy(n - y, 1 - p) + const
+    return special.xlogy(y, y) - y - special.gammaln(y + 1)
+
+
+def saturated_loglik(family: Family, y: np.ndarray, trials: np.ndarray | None = None) -> float:
+    """Σ_i log p(y_i | μ_i = y_i): the saturated model's log-likelihood (summed terms)."""
+    return float(np.sum(saturated_terms(family, y, trials)))
 
 
 def fit_glmm(

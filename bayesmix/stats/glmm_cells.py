@@ -105,18 +105,18 @@ def cell_keys(spec: Spec) -> list[str]:
 
 def _row_constant(family: str, y: np.ndarray, n: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Each row's log-likelihood constant (what the kernel Σ k η − n softplus η leaves out)."""
+    from bayesmix.build_glmm import _log_choose
+
     if family == "poisson":
         return y * np.log(t) - special.gammaln(y + 1)
-    return special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+    return _log_choose(n, y)
 
 
 def _row_saturated(family: str, y: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Each row's log p(y | μ = y) (:func:`bayesmix.reml.laplace_fit.saturated_loglik`)."""
-    if family == "poisson":
-        return special.xlogy(y, y) - y - special.gammaln(y + 1)
-    p = y / n
-    return (special.xlogy(y, p) + special.xlogy(n - y, 1 - p) + special.gammaln(n + 1)
-            - special.gammaln(y + 1) - special.gammaln(n - y + 1))
+    """Each row's log p(y | μ = y)."""
+    from bayesmix.reml.laplace_fit import saturated_terms
+
+    return saturated_terms(get_family(family), y, n)
 
 
 def piece_cells(frame: pd.DataFrame, spec: Spec, keys: list[str]) -> pd.DataFrame:
