@@ -8,7 +8,7 @@ from typing import Literal
 
 import pandas as pd
 
-from bayesmix.build import build_model
+from bayesmix.build import build_model, can_share_data
 from bayesmix.design import build_design
 from bayesmix.errors import DataError, SpecError
 from bayesmix.fit_result import Fit
@@ -82,7 +82,9 @@ def _import_sampler(sampler: str) -> None:
     import pytensor  # noqa: F401
 
     if sampler == "nutpie":
-        import nutpie  # noqa: F401
+        from bayesmix.nutpie_import import import_nutpie
+
+        import_nutpie()
 
 
 def fit(
@@ -152,7 +154,12 @@ def fit(
     design = build_design(spec, data, missing=missing)
     t_design = time.perf_counter() - start
     start = time.perf_counter()
-    built = build_model(design, priors or spec.priors, likelihood=settings.likelihood)
+    # Data in pm.Data containers: nutpie's Numba kernels then depend on the model's structure
+    # only, and are compiled once per structure (bayesmix.kernel_cache).
+    shared = (settings.sampler == "nutpie" and settings.backend != "c"
+              and can_share_data(design, settings.likelihood))
+    built = build_model(design, priors or spec.priors, likelihood=settings.likelihood,
+                        shared_data=shared)
     t_build = time.perf_counter() - start
     result = sample(built, settings)
     result.timings.update({"import": t_import, "design": t_design, "build": t_build})

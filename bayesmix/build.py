@@ -213,7 +213,7 @@ def _build_factors(design: Design, rp: ResolvedPriors, form: str,
             loglik, graph, initvals, stats = collapse(design, rp, beta_std, sigma_std,
                                                       shared=shared)
         graph.update({nt.BETA_STD: beta_std, nt.SIGMA_STD: sigma_std, "loglik": loglik,
-                      "initvals": initvals})
+                      "initvals": initvals, "shared_data": bool(shared)})
     return BuiltModel(model, design, rp, form, stats, graph)  # type: ignore[arg-type]
 
 
@@ -279,10 +279,11 @@ def build_model(
         coords[nt.DIM_SIGMA] = list(design.sigma_levels)
         sigma_dims = {"dims": nt.DIM_SIGMA}
     with pm.Model(coords=coords) as model:
-        beta_std = _fixed_effects(rp, design.p)
-        chol_std, initvals = _covariance(rp, design)
+        beta_std = _fixed_effects(rp, design.p, shared_data)
+        chol_std, initvals = _covariance(rp, design, shared_data)
         sigma_std = _rv(rp.std_sigma(), nt.SIGMA_STD, **sigma_dims)
-        pm.Deterministic(nt.SIGMA, sc.y_scale * sigma_std, **sigma_dims)
+        y_scale = _scale_data("scale_y", sc.y_scale, shared_data)
+        pm.Deterministic(nt.SIGMA, y_scale * sigma_std, **sigma_dims)
         graph: dict[str, Any] = {nt.BETA_STD: beta_std, nt.SIGMA_STD: sigma_std,
                                  nt.CHOL_STD: chol_std, "initvals": initvals}
         if form == "rows":
@@ -291,7 +292,8 @@ def build_model(
         else:
             stats = (stats if stats is not None else cluster_stats(design, scaling=sc))
             stats = stats.to_scaling(sc)
-            jacobian = sc.log_jacobian(stats.n_total)
+            jacobian = _scale_data("scale_log_jacobian", sc.log_jacobian(stats.n_total),
+                                   shared_data)
             if form == "sufficient":
                 graph.update(_sufficient(stats, beta_std, chol_std, sigma_std, shared_data))
                 graph["loglik"] = graph["loglik"] + jacobian
@@ -301,7 +303,18 @@ def build_model(
                     stats, beta_std, chol_std, sigma_std, shared_data
                 )
                 pm.Potential("loglik_marginal", graph["loglik"])
+    graph["shared_data"] = shared_data
     return BuiltModel(model, design, rp, form, stats, graph)
+
+
+def can_share_data(design: Design, likelihood: str = "auto") -> bool:
+    """Whether :func:`build_model` takes ``shared_data=True`` for this design and form.
+
+    The Gaussian family's forms do, except the row-wise one with several grouping factors.
+    """
+    if not design.family.is_gaussian:
+        return False
+    return design.single_factor or choose_likelihood(likelihood, design) != "rows"
 
 
 def _sigma_by_form(design: Design, form: str, likelihood: str) -> str:
@@ -342,7 +355,18 @@ def stats_data(built: BuiltModel, design: Design) -> dict[str, np.ndarray]:
     return out
 
 
-def _fixed_effects(rp: ResolvedPriors, p: int):
+def _scale_data(name: str, value: Any, shared: bool) -> Any:
+    """A constant of the standardised scale, as ``pm.Data`` when the data are shared.
+
+    The scale is computed from the data (y's centre and spread, X's and Z's standardising
+    maps), so with ``shared_data=True`` it must be an input of the graph like the data
+    themselves: the compiled kernels then depend on the model's structure only
+    (:mod:`bayesmix.kernel_cache`).
+    """
+    return pm.Data(name, np.asarray(value, dtype=float)) if shared else value
+
+
+def _fixed_effects(rp: ResolvedPriors, p: int, shared: bool = False):
     """β̃ with its exact (Normal) prior; ``beta`` = A_x⁻¹ (s_y β̃ + m e₀) is stored."""
     sc = rp.scaling
     if p == 0:
@@ -358,14 +382,16 @@ def _fixed_effects(rp: ResolvedPriors, p: int):
     if p == 0:
         pm.Deterministic(nt.BETA, pt.zeros((0,)), dims=nt.DIM_FIXED)
         return beta_std
-    shift = sc.beta_from_std(np.zeros(p))  # A_x⁻¹ m e₀
+    shift = _scale_data("scale_beta_shift", sc.beta_from_std(np.zeros(p)), shared)  # A_x⁻¹ m e₀
+    y_scale = _scale_data("scale_y_beta", sc.y_scale, shared)
+    a_x_inv = _scale_data("scale_A_x_inv", sc.A_x_inv, shared)
     pm.Deterministic(
-        nt.BETA, shift + pt.dot(beta_std * sc.y_scale, sc.A_x_inv.T), dims=nt.DIM_FIXED
+        nt.BETA, shift + pt.dot(beta_std * y_scale, a_x_inv.T), dims=nt.DIM_FIXED
     )
     return beta_std
 
 
-def _covariance(rp: ResolvedPriors, design: Design):
+def _covariance(rp: ResolvedPriors, design: Design, shared: bool = False):
     """T̃ = L̃ L̃ᵀ, block-diagonal over the factor's blocks (:func:`block_cholesky`).
 
     Stores ``chol_u_std`` (q, q) and, on the original scale, ``sd_u`` (q,), ``corr_u`` (q, q)
@@ -377,7 +403,8 @@ def _covariance(rp: ResolvedPriors, design: Design):
     chol, initvals = block_cholesky(design.effects[0].blocks, q, rp.std_sd_u(), rp.eta)
     pm.Deterministic(nt.CHOL_STD, chol, dims=dims2)
     # T = F Fᵀ with F = s_y A_z⁻¹ L̃.
-    factor = sc.y_scale * pt.dot(sc.A_z_inv, chol)
+    factor = (_scale_data("scale_y_u", sc.y_scale, shared)
+              * pt.dot(_scale_data("scale_A_z_inv", sc.A_z_inv, shared), chol))
     cov = pt.dot(factor, factor.T)
     sd = pt.sqrt(pt.diagonal(cov))
     pm.Deterministic(nt.SD_U, sd, dims=nt.DIM_RANDOM)

@@ -74,16 +74,20 @@ def _header(fit, source: str) -> str:
     return "\n".join(lines + textwrap.wrap(second, WIDTH, subsequent_indent="    "))
 
 
-def timing_line(timings: dict[str, float], total: float, checks: float, sampler: str) -> str:
+def timing_line(timings: dict[str, float], total: float, checks: float, sampler: str,
+                kernels: str | None = None) -> str:
     """``Time 9.2 s: import 1.9, design 0.1, ..., sample 3.85, checks 0.31, other 0.4``.
 
     ``compile`` includes the first call of the compiled functions (a JIT on first call is
     compile time, not sampling); ``other`` is the rest of the command (reading the model file
-    and data, printing).
+    and data, printing).  ``kernels`` ("loaded" or "compiled") says whether nutpie's Numba
+    kernels came from the structure cache (:mod:`bayesmix.kernel_cache`).
     """
     import textwrap
 
     labels = dict(STAGES)
+    if kernels is not None:
+        labels["compile"] = f"compile (kernels {kernels})"
     if "compile" not in timings:  # PyMC's and numpyro's samplers compile inside sampling
         labels["sample"] = f"compile+sample ({sampler})"
     parts = [f"{labels[key]} {timings[key]:.2f}" for key, _ in STAGES if key in timings]
@@ -148,7 +152,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     total = time.perf_counter() - start
     timings = dict(fit.timings)
     timings["import"] = timings.get("import", 0.0) + t_import  # bayesmix's own, and PyMC's
-    print(timing_line(timings, total, checks, fit.settings.sampler))
+    print(timing_line(timings, total, checks, fit.settings.sampler,
+                      fit.posterior.attrs.get("kernel_cache")))
     age = process_seconds()
     if age is not None:
         print(f"    process wall time {age:.1f} s (Python start-up and the CLI's imports "

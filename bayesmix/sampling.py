@@ -20,6 +20,7 @@ from bayesmix.errors import SpecError
 from bayesmix.fit_result import Fit
 from bayesmix.glmm_draws import draw_effects
 from bayesmix.glmm_marginal import MARGINAL_FORMS
+from bayesmix.nutpie_import import import_nutpie
 from bayesmix.predictive import add_predictive_groups
 from bayesmix.settings import SamplerSettings
 
@@ -73,9 +74,17 @@ when sampling ends."""
 
 
 def choose_backend(built: BuiltModel, settings: SamplerSettings) -> str:
-    """Resolve ``settings.backend`` (``"auto"``: see :class:`SamplerSettings`)."""
+    """Resolve ``settings.backend`` (``"auto"``: see :class:`SamplerSettings`).
+
+    A model whose data are shared (``build_model(..., shared_data=True)``, which ``bm.fit``
+    asks for whenever it can) gets nutpie's Numba path: its kernels are compiled once per
+    model structure and loaded from disk afterwards (:mod:`bayesmix.kernel_cache`), and its
+    chains run in parallel.  Otherwise the rules below, measured before that cache existed.
+    """
     if settings.backend != "auto":
         return settings.backend
+    if built.graph.get("shared_data") and built.likelihood not in MARGINAL_FORMS:
+        return "numba"
     if (built.likelihood in ("rows", *MARGINAL_FORMS)
             and built.design.n > ROWS_NUMBA_THRESHOLD):
         return "numba"
@@ -101,6 +110,9 @@ class CompiledModel:
     nutpie_model: Any
     backend: str
     seconds: float
+    cached: bool | None = None
+    """With the Numba back end: True when the kernels were loaded from the structure cache,
+    False when they were compiled into it, None when the model could not be cached."""
 
 
 def _pytensor_mode(built: BuiltModel) -> Any:
@@ -126,6 +138,7 @@ def _compile_c(built: BuiltModel) -> Any:
     (≈ 6 µs of overhead per call).  Shared data (``pm.Data``) stay shared: setting their
     values changes what the compiled function computes, without recompiling.
     """
+    import_nutpie()
     from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords, _wrap_with_lock
     from nutpie.compiled_pyfunc import from_pyfunc
     from pymc.initial_point import make_initial_point_fn
@@ -216,10 +229,15 @@ def compile_model(built: BuiltModel, settings: SamplerSettings | None = None) ->
     start = time.perf_counter()
     if backend == "c":
         nutpie_model = _compile_c(built)
-    else:
-        import nutpie
+        return CompiledModel(nutpie_model, backend, time.perf_counter() - start)
+    from bayesmix.kernel_cache import load_or_compile
 
-        nutpie_model = nutpie.compile_pymc_model(built.model, initial_points=_initvals(built))
+    kernels = load_or_compile(built.model, _initvals(built))
+    if kernels is not None:
+        return CompiledModel(kernels.nutpie_model, backend, time.perf_counter() - start,
+                             kernels.hit)
+    nutpie = import_nutpie()
+    nutpie_model = nutpie.compile_pymc_model(built.model, initial_points=_initvals(built))
     return CompiledModel(nutpie_model, backend, time.perf_counter() - start)
 
 
@@ -253,8 +271,7 @@ def _sample_nutpie(
     compiled: CompiledModel | None,
     timings: dict[str, float],
 ):
-    import nutpie
-
+    nutpie = import_nutpie()
     if compiled is None:
         compiled = compile_model(built, settings)
         timings["compile"] = compiled.seconds
@@ -290,6 +307,8 @@ def _sample_nutpie(
     _check_complete(idata, settings, start)
     timings["sample"] = time.perf_counter() - start
     idata["posterior"].attrs["sampling_time"] = timings["sample"]
+    if compiled.cached is not None:
+        idata["posterior"].attrs["kernel_cache"] = "loaded" if compiled.cached else "compiled"
     return idata
 
 

@@ -280,12 +280,14 @@ def summarize(fit: Fit, *, ci_prob: float = 0.95, warn: bool = True) -> Summary:
     Summary
         Warnings say what to do when R-hat > 1.01, bulk ESS < 400, or any divergence.
     """
-    import arviz as az  # imported here: it costs ~2 s, and `import bayesmix` should not
+    # arviz_stats, not the arviz meta-package: the latter also imports arviz_plots and
+    # matplotlib (~1 s more); imported here, as `import bayesmix` should not
+    from arviz_stats import summary as az_summary
 
     ds = summary_dataset(fit)
     for name, value in latent_icc(fit).items():
         ds[name] = value
-    table = az.summary(ds, ci_prob=ci_prob, ci_kind="eti", round_to="none")
+    table = az_summary(ds, ci_prob=ci_prob, ci_kind="eti", round_to="none")
     rhat = float(np.nanmax(table["r_hat"].to_numpy(dtype=float)))
     ess = float(np.nanmin(table["ess_bulk"].to_numpy(dtype=float)))
     divergences = 0
