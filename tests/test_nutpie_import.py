@@ -28,7 +28,8 @@ nutpie = import_nutpie()
 before = {m: m in sys.modules for m in ("arviz", "arviz_plots", "matplotlib")}
 import arviz
 print(json.dumps({"before": before, "real": hasattr(arviz, "plot_forest"),
-                  "nutpie_from_dict": sys.modules["nutpie.sample"].arviz.from_dict is arviz.from_dict}))
+                  "nutpie_from_dict":
+                      sys.modules["nutpie.sample"].arviz.from_dict is arviz.from_dict}))
 """
 
 
