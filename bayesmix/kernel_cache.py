@@ -138,8 +138,9 @@ def _outputs(model: Any) -> list[Any]:
 def _graph_parts(outputs: list[Any], inputs: list[Any], shared: dict[str, Any]) -> tuple:
     """A process-independent description of the graph from ``inputs`` to ``outputs``.
 
-    Operations by :func:`_op_key`, constants by value, shared variables by name, type and
-    the shape of their value (collected into ``shared`` by name), other roots by position.
+    Operations by :func:`_op_key`, constants by value, shared variables by name and type
+    (collected into ``shared`` by name; their values and sizes are the data, read at run
+    time), other roots by position.
     """
     from pytensor.compile.sharedvalue import SharedVariable
     from pytensor.graph.basic import Constant
@@ -161,10 +162,9 @@ def _graph_parts(outputs: list[Any], inputs: list[Any], shared: dict[str, Any]) 
         if var not in roots:
             roots[var] = len(roots)
         if isinstance(var, SharedVariable):
-            value = var.get_value(borrow=True)
             if var.name is not None:
                 shared[var.name] = var
-            return ("s", roots[var], var.name, str(var.type), getattr(value, "shape", None))
+            return ("s", roots[var], var.name, str(var.type))
         return ("v", roots[var], var.name, str(var.type))
 
     parts = [(_op_key(node.op), tuple(ref(v) for v in node.inputs),
@@ -353,7 +353,8 @@ def _compile(model: Any, point_fn: Any, key: str, shared: dict[str, Any]) -> dic
                 inputs.append(spec)
             uses[kind].append(inputs.index(spec))
     entry: dict[str, Any] = {
-        "n_dim": int(n_dim), "n_expanded": int(n_expanded), "inputs": inputs,
+        "data_shapes": _data_shapes(inputs, shared), "n_dim": int(n_dim),
+        "n_expanded": int(n_expanded), "inputs": inputs,
         "logp_uses": uses["logp"], "expand_uses": uses["expand"], "names": shape_info[0],
         "slices": [[int(s.start), int(s.stop)] for s in shape_info[1]],
         "shapes": [list(map(int, s)) for s in shape_info[2]], "reparameterized": reparam,
@@ -365,6 +366,28 @@ def _compile(model: Any, point_fn: Any, key: str, shared: dict[str, Any]) -> dic
     tmp.write_text(json.dumps(entry))
     tmp.replace(path)  # atomic: a concurrent reader sees the whole file or none
     return {**entry, "logp": logp, "expand": expand}
+
+
+def _data_shapes(inputs: list[dict[str, Any]], shared: dict[str, Any]) -> list[list[int]]:
+    return [list(np.shape(shared[spec["name"]].get_value(borrow=True))) for spec in inputs]
+
+
+def _reshape(entry: dict[str, Any], model: Any) -> None:
+    """The trace's shapes for data of other sizes than the kernels were compiled with.
+
+    The kernels read sizes at run time; only the layout of the parameter vector and of the
+    expanded trace (e.g. J × q effects) follows the data, evaluated here by nutpie's shape
+    helper (~1 s, against 7-25 s for compiling).
+    """
+    from nutpie.compile_pymc import _compute_shapes
+
+    shapes = _compute_shapes(model)
+    entry["shapes"] = [list(map(int, shapes[name])) for name in entry["names"]]
+    sizes = [int(np.prod(s)) for s in entry["shapes"]]
+    stops = np.cumsum(sizes).tolist()
+    entry["slices"] = [[b - n, b] for n, b in zip(sizes, stops, strict=True)]
+    entry["n_dim"] = int(sum(sizes[:len(model.free_RVs)]))
+    entry["n_expanded"] = int(sum(sizes))
 
 
 def _flat_initial_point(point_fn: Any, names: list[str], shapes: list[list[int]],
@@ -428,6 +451,8 @@ def load_or_compile(model: Any, initvals: dict[str, Any]) -> CachedKernels | Non
         entry = json.loads(path.read_text())
         entry["logp"] = _cfunc("logp", entry, None, key)
         entry["expand"] = _cfunc("expand", entry, None, key)
+        if _data_shapes(entry["inputs"], shared) != entry["data_shapes"]:
+            _reshape(entry, model)
     else:
         try:
             entry = _compile(model, point_fn, key, shared)

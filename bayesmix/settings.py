@@ -49,13 +49,16 @@ class SamplerSettings:
         Chains run in parallel on this many cores; None lets the sampler choose (nutpie with
         the C back end: 1, since its log-density calls hold Python's GIL).
     backend : {"auto", "c", "numba"}
-        How nutpie gets the log density and its gradient.  ``"c"``: PyTensor's C back end
-        (compiled code is cached on disk, so a model of a known shape compiles in ≈ 0.5–1 s),
-        called from nutpie through Python; ``"numba"``: nutpie's own Numba compilation
-        (≈ 8–12 s per model, never cached, but chains run in parallel without the GIL).
-        ``"auto"`` picks ``"c"`` for small models (≤ 1,000 clusters, and ≤ 20,000 rows for the
-        row-wise likelihood), where compiling dominates, and ``"numba"`` otherwise, where the
-        fused, GIL-free gradient pays for the compile (measured in ``benchmarks/run.py``).
+        How nutpie gets the log density and its gradient.  ``"c"``: a PyTensor function
+        (its own disk cache makes a known graph quick to compile), called from nutpie through
+        Python, chains one after another; ``"numba"``: C-callable Numba kernels, chains in
+        parallel without the GIL, compiled once per model structure and loaded from disk
+        afterwards (:mod:`bayesmix.kernel_cache`; ~0.5 s when cached, 7–25 s the first
+        time).  ``"auto"`` picks ``"numba"`` when the model's data are shared
+        (``build_model(..., shared_data=True)``, which ``bm.fit`` asks for with the Gaussian
+        family), since then the kernels serve every data set of the structure; otherwise
+        ``"c"`` for small models (≤ 1,000 clusters, and ≤ 20,000 rows for the row-wise and
+        marginal GLMM forms) and ``"numba"`` above (``benchmarks/run.py``).
 
     Raises
     ------

@@ -106,6 +106,20 @@ def test_key_follows_structure_not_shared_data():
     assert kernel_cache.structure_key(stricter.model)[0] != keys[0]
 
 
+@pytest.mark.slow
+def test_other_sizes_load_the_same_kernels():
+    """Fewer clusters (another J, so statistics of other sizes): the same key, the kernels
+    loaded, the trace's layout evaluated again, and still equal to PyMC's log density."""
+    data = pd.read_csv(DATA / "dung.csv")
+    spec = bm.Spec.from_formula("pr_dung ~ flies + (1 + flies | oven_block)")
+    fewer = data[data["oven_block"] != data["oven_block"].iloc[0]]
+    built = [bm.build_model(bm.build_design(spec, d), shared_data=True) for d in (data, fewer)]
+    full = _check_equal_to_pymc(built[0])
+    part = _check_equal_to_pymc(built[1])
+    assert part.key == full.key and part.hit
+    assert part.nutpie_model.n_dim == full.nutpie_model.n_dim
+
+
 SECOND_PROCESS = """
 import json, sys
 import pandas as pd
